@@ -1,0 +1,76 @@
+/**
+ * Types that cross stage boundaries, defined once. Each stage (consumer, batcher, azure, producer)
+ * takes and returns these; nothing else about one stage leaks into another.
+ */
+
+/** Where an event came from in Kafka. Offsets are strings, as kafkajs gives them (int64). */
+export interface SourceRef {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  /** Kafka record timestamp, milliseconds since the epoch. */
+  readonly timestampMs: number;
+}
+
+/** A row of the endpoint's input format: the guide's `{"store_id": ..., "features": [...]}`. */
+export interface FeatureRow {
+  readonly store_id: string;
+  readonly features: readonly number[];
+}
+
+/** A valid event, decoded and validated, on its way into a batch. */
+export interface FeatureEvent {
+  readonly source: SourceRef;
+  readonly row: FeatureRow;
+  /** Size of the row once serialised into the batch file, in bytes (drives the byte trigger). */
+  readonly sizeBytes: number;
+}
+
+/** Why a batch was sealed. Bounded set: it is a metric label. */
+export type FlushTrigger = "count" | "bytes" | "time" | "shutdown";
+
+/** What is kept of an event once its features are in the blob (design note 8). */
+export interface BatchMember {
+  readonly source: SourceRef;
+  readonly storeId: string;
+}
+
+/** A sealed batch: the unit uploaded as one file and scored by one job. */
+export interface SealedBatch {
+  /** Unique per batch; also the stem of the input file name, so predictions can never match another batch. */
+  readonly batchId: string;
+  /** Name of the input file, exactly as the endpoint will echo it in predictions.csv's file_name column. */
+  readonly fileName: string;
+  readonly rows: readonly FeatureRow[];
+  readonly members: readonly BatchMember[];
+  readonly trigger: FlushTrigger;
+  readonly sizeBytes: number;
+  readonly openedAtMs: number;
+  readonly sealedAtMs: number;
+}
+
+/** Job statuses of Azure ML batch jobs. Any other string is possible and is treated as non-terminal. */
+export type KnownJobStatus =
+  | "NotStarted"
+  | "Starting"
+  | "Provisioning"
+  | "Preparing"
+  | "Queued"
+  | "Running"
+  | "Finalizing"
+  | "CancelRequested"
+  | "Completed"
+  | "Failed"
+  | "Canceled"
+  | "NotResponding"
+  | "Paused"
+  | "Unknown";
+
+export const TERMINAL_JOB_STATUSES: ReadonlySet<string> = new Set(["Completed", "Failed", "Canceled"]);
+
+/** One parsed row of predictions.csv. */
+export interface PredictionRow {
+  readonly fileName: string;
+  readonly storeId: string;
+  readonly prediction: number;
+}
