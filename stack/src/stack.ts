@@ -1,0 +1,165 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  DEFAULT_APICURIO_VERSION,
+  DEFAULT_KAFKA_VERSION,
+  ensureApicurio,
+  ensureKafkaJars,
+} from "./artifacts.ts";
+import { startAzurite } from "./azurite.ts";
+import { startEmulatorProcess } from "./emulatorService.ts";
+import { startKafka } from "./kafka.ts";
+import { stackDir } from "./paths.ts";
+import { isAlive, type ServiceProcess, stopProcessGroup } from "./processes.ts";
+import { startRegistry } from "./registry.ts";
+import type { StackEndpoints } from "./types.ts";
+
+export interface StackPorts {
+  readonly kafka: number;
+  readonly kafkaController: number;
+  readonly registry: number;
+  readonly azurite: number;
+  readonly emulator: number;
+}
+
+export interface StartStackOptions {
+  /** Names the runtime folder .stack/<name>/ (data, logs, state.json). Default "local". */
+  readonly name?: string;
+  /** Default DEFAULT_KAFKA_VERSION; a 3.9.y release selects the 3.9 line. */
+  readonly kafkaVersion?: string;
+  readonly apicurioVersion?: string;
+  readonly ports: StackPorts;
+  /** Also run the batch-endpoint emulator as a process (for people and the demo; tests start their own). */
+  readonly withEmulator?: boolean;
+}
+
+export interface LocalStackEndpoints extends StackEndpoints {
+  /** The emulator's scoring URI, when it was started. */
+  readonly emulatorScoringUri?: string;
+}
+
+export interface RunningStack {
+  readonly endpoints: LocalStackEndpoints;
+  readonly processes: readonly ServiceProcess[];
+  readonly dir: string;
+  stop(): Promise<void>;
+}
+
+interface StateFile {
+  readonly endpoints: LocalStackEndpoints;
+  readonly processes: ReadonlyArray<{ name: string; pid: number; logFile: string }>;
+  readonly startedAt: string;
+}
+
+export const DEFAULT_PORTS: StackPorts = {
+  kafka: 39092,
+  kafkaController: 39093,
+  registry: 38081,
+  azurite: 30000,
+  emulator: 38090,
+};
+
+/**
+ * Starts Kafka, the schema registry and Azurite (and optionally the emulator) as child processes,
+ * recording their pids in .stack/<name>/state.json so `stopStack` can end them from any process.
+ */
+export async function startStack(options: StartStackOptions): Promise<RunningStack> {
+  const name = options.name ?? "local";
+  const kafkaVersion = options.kafkaVersion ?? DEFAULT_KAFKA_VERSION;
+  const apicurioVersion = options.apicurioVersion ?? DEFAULT_APICURIO_VERSION;
+  const dir = stackDir(name);
+  await stopStack(name); // a previous run of the same name must not linger on our ports
+  rmSync(dir, { recursive: true, force: true });
+  for (const sub of ["kafka", "registry", "azurite", "emulator"])
+    mkdirSync(join(dir, sub), { recursive: true });
+
+  // Fetch first (synchronous Maven runs), then start every service at once.
+  ensureKafkaJars(kafkaVersion);
+  ensureApicurio(apicurioVersion);
+
+  const started: ServiceProcess[] = [];
+  const record = <T extends { process: ServiceProcess }>(service: T): T => {
+    started.push(service.process);
+    return service;
+  };
+  const stop = async () => {
+    await Promise.all(started.map((p) => stopProcessGroup(p.pid)));
+    rmSync(join(dir, "state.json"), { force: true });
+  };
+  try {
+    // allSettled, not all: when one service fails, the others must still be recorded so they get stopped.
+    const results = await Promise.allSettled([
+      startKafka({
+        version: kafkaVersion,
+        port: options.ports.kafka,
+        controllerPort: options.ports.kafkaController,
+        dir: join(dir, "kafka"),
+      }).then(record),
+      startRegistry({
+        version: apicurioVersion,
+        port: options.ports.registry,
+        dir: join(dir, "registry"),
+      }).then(record),
+      startAzurite({ port: options.ports.azurite, dir: join(dir, "azurite") }).then(record),
+    ] as const);
+    const failure = results.find((r) => r.status === "rejected");
+    if (failure) throw failure.reason;
+    const [kafka, registry, azurite] = results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+      Awaited<ReturnType<typeof startKafka>>,
+      Awaited<ReturnType<typeof startRegistry>>,
+      Awaited<ReturnType<typeof startAzurite>>,
+    ];
+    let emulatorScoringUri: string | undefined;
+    if (options.withEmulator) {
+      const emulator = record(
+        await startEmulatorProcess({
+          port: options.ports.emulator,
+          blobConnectionString: azurite.connectionString,
+          dir: join(dir, "emulator"),
+        }),
+      );
+      emulatorScoringUri = emulator.scoringUri;
+    }
+    const endpoints: LocalStackEndpoints = {
+      kafkaBrokers: [kafka.bootstrap],
+      kafkaVersion,
+      registryUrl: registry.confluentApiUrl,
+      blobConnectionString: azurite.connectionString,
+      blobEndpoint: azurite.blobEndpoint,
+      ...(emulatorScoringUri ? { emulatorScoringUri } : {}),
+    };
+    const state: StateFile = {
+      endpoints,
+      processes: started.map(({ name, pid, logFile }) => ({ name, pid, logFile })),
+      startedAt: new Date().toISOString(),
+    };
+    writeFileSync(join(dir, "state.json"), `${JSON.stringify(state, null, 2)}\n`);
+    return { endpoints, processes: started, dir, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+export function readStackState(name: string): StateFile | undefined {
+  const file = join(stackDir(name), "state.json");
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, "utf8")) as StateFile;
+}
+
+/** Stops every process recorded for the named stack; returns the names of those that were running. */
+export async function stopStack(name: string): Promise<string[]> {
+  const state = readStackState(name);
+  if (!state) return [];
+  const running = state.processes.filter((p) => isAlive(p.pid));
+  await Promise.all(running.map((p) => stopProcessGroup(p.pid)));
+  rmSync(join(stackDir(name), "state.json"), { force: true });
+  return running.map((p) => p.name);
+}
+
+/** Names of every stack that has a state file (the person's "local" one and those of test runs). */
+export function listStacks(): string[] {
+  const root = stackDir("");
+  if (!existsSync(root)) return [];
+  return readdirSync(root).filter((name) => existsSync(join(root, name, "state.json")));
+}

@@ -1,0 +1,86 @@
+/**
+ * Finds the real services the integration tests talk to, in this order:
+ *   1. an existing cluster named by environment variables (FC_TEST_KAFKA_BROKERS, FC_TEST_REGISTRY_URL,
+ *      FC_TEST_BLOB_CONNECTION_STRING: all three, or none);
+ *   2. containers, when a container runtime answers;
+ *   3. the project's local stack (Java + Maven artifacts + Azurite from node_modules), started here and
+ *      stopped at the end.
+ * A missing prerequisite fails the run with what to install; no test is ever skipped for want of a service.
+ */
+import type { TestProject } from "vitest/node";
+import { DEFAULT_KAFKA_VERSION } from "../../stack/src/artifacts.ts";
+import { freePort, killProcessGroupNow } from "../../stack/src/processes.ts";
+import { startStack } from "../../stack/src/stack.ts";
+import type { StackEndpoints } from "../../stack/src/types.ts";
+import { containerRuntimeAvailable, startContainerStack } from "./containers.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    stack: StackEndpoints;
+  }
+}
+
+const ENV_VARIABLES = [
+  "FC_TEST_KAFKA_BROKERS",
+  "FC_TEST_REGISTRY_URL",
+  "FC_TEST_BLOB_CONNECTION_STRING",
+] as const;
+
+function endpointsFromEnv(): StackEndpoints | undefined {
+  const present = ENV_VARIABLES.filter((name) => process.env[name]);
+  if (present.length === 0) return undefined;
+  const missing = ENV_VARIABLES.filter((name) => !process.env[name]);
+  if (missing.length > 0) {
+    throw new Error(`${present.join(", ")} set but ${missing.join(", ")} missing: set all three, or none`);
+  }
+  const connectionString = process.env.FC_TEST_BLOB_CONNECTION_STRING as string;
+  const blobEndpoint = /BlobEndpoint=([^;]+)/.exec(connectionString)?.[1];
+  if (!blobEndpoint) throw new Error("FC_TEST_BLOB_CONNECTION_STRING has no BlobEndpoint=");
+  return {
+    kafkaBrokers: (process.env.FC_TEST_KAFKA_BROKERS as string).split(",").map((b) => b.trim()),
+    kafkaVersion: "external",
+    registryUrl: process.env.FC_TEST_REGISTRY_URL as string,
+    blobConnectionString: connectionString,
+    blobEndpoint,
+  };
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const kafkaVersion = process.env.FC_KAFKA_VERSION || DEFAULT_KAFKA_VERSION;
+  const fromEnv = endpointsFromEnv();
+  if (fromEnv) {
+    project.provide("stack", fromEnv);
+    return async () => {};
+  }
+  if (await containerRuntimeAvailable()) {
+    const containers = await startContainerStack(kafkaVersion);
+    project.provide("stack", containers.endpoints);
+    return containers.stop;
+  }
+  const started = Date.now();
+  const stack = await startStack({
+    // One test stack at a time: its folder (.stack/test/) keeps the logs of the last run.
+    name: "test",
+    kafkaVersion,
+    ports: {
+      kafka: await freePort(),
+      kafkaController: await freePort(),
+      registry: await freePort(),
+      azurite: await freePort(),
+      emulator: await freePort(),
+    },
+  });
+  // If the run is interrupted before teardown, still take the services down with us.
+  const killAll = () => {
+    for (const p of stack.processes) killProcessGroupNow(p.pid);
+  };
+  process.once("exit", killAll);
+  console.log(
+    `[stack] Kafka ${kafkaVersion}, Apicurio Registry and Azurite started in ${Date.now() - started} ms (${stack.dir})`,
+  );
+  project.provide("stack", stack.endpoints);
+  return async () => {
+    await stack.stop();
+    process.off("exit", killAll);
+  };
+}
