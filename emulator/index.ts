@@ -1,0 +1,18 @@
+/** The Azure ML batch endpoint emulator: a local stand-in for tests, the demo and benchmarks. See README.md. */
+export type { JobFaultPlan, RequestFaultDecision, RequestKind } from "./faults.ts";
+export { formatPrediction, predict, round8 } from "./formula.ts";
+export type { ApiFlavor, InputType, JobError, JobSnapshot } from "./jobs.ts";
+export type {
+  EmulatorFaults,
+  EmulatorOptions,
+  FaultFrequency,
+  FaultTarget,
+  MalformedRowsFault,
+  MissingRowsFault,
+  OutputDelimiter,
+  OutputShape,
+  RequestFault,
+  ThrottleFault,
+} from "./options.ts";
+export { EMULATOR_DEFAULTS, validateFaults } from "./options.ts";
+export { createEmulator, type Emulator } from "./server.ts";

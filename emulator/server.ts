@@ -1,0 +1,270 @@
+/**
+ * The HTTP face of the emulator: the batch endpoint's data plane (POST /jobs, GET /jobs/{name}) in both API flavors,
+ * plus an unauthenticated admin API for tests and the demo. It wires the pieces (options, faults, job store, scorer)
+ * and holds no per-job timers: all timing is computed when a request arrives.
+ */
+import { once } from "node:events";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { BlobServiceClient } from "@azure/storage-blob";
+import type { KnownJobStatus } from "../src/types.ts";
+import { createFaultDecider, type RequestKind } from "./faults.ts";
+import { createJobStore, type JobRecord, type JobSnapshot } from "./jobs.ts";
+import { type EmulatorFaults, type EmulatorOptions, resolveEmulatorOptions } from "./options.ts";
+import { createScorer } from "./scoring.ts";
+import { parseSubmitBody, SubmitBodyError } from "./submit.ts";
+
+export interface Emulator {
+  /** e.g. http://127.0.0.1:41234 */
+  readonly baseUrl: string;
+  /** `${baseUrl}/jobs`: what the connector is configured with as the scoring URI. */
+  readonly scoringUri: string;
+  /** Replaces all faults (validated; throws TypeError/RangeError), resetting their counters. */
+  setFaults(faults: EmulatorFaults): void;
+  jobs(): JobSnapshot[];
+  /** Stops listening, drops open connections and waits for jobs being scored to finish writing. */
+  close(): Promise<void>;
+}
+
+/** ARM prefix of v2 job ids; the job name is the last segment, as in Azure. */
+const ARM_JOB_PREFIX =
+  "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/emulator/providers/" +
+  "Microsoft.MachineLearningServices/workspaces/emulator/jobs/";
+/** Azure's name for a workspace's default blob datastore; every datastore name maps to outputContainer. */
+const DEFAULT_DATASTORE = "workspaceblobstore";
+const MAX_BODY_BYTES = 1024 * 1024;
+
+class HttpError extends Error {
+  readonly statusCode: number;
+  readonly code: string;
+  constructor(statusCode: number, code: string, message: string) {
+    super(message);
+    this.statusCode = statusCode;
+    this.code = code;
+  }
+}
+
+export async function createEmulator(options: EmulatorOptions): Promise<Emulator> {
+  const config = resolveEmulatorOptions(options);
+  const service = BlobServiceClient.fromConnectionString(config.blobConnectionString);
+  // The workspace's default datastore exists in Azure; here it is created on first start.
+  await service.getContainerClient(config.outputContainer).createIfNotExists();
+  const uriContext = { accountName: service.accountName, datastoreContainer: config.outputContainer };
+  const faults = createFaultDecider(config.faults, config.seed);
+  const store = createJobStore({ coldStartMs: config.coldStartMs, runMs: config.runMs });
+  const scorer = createScorer({ service, outputContainer: config.outputContainer });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://emulator");
+    const path = url.pathname.replace(/\/+$/, "") || "/";
+    if (path.startsWith("/_emulator/")) return admin(req, res, path);
+    if (path === "/jobs") {
+      if (req.method !== "POST")
+        throw new HttpError(405, "MethodNotAllowed", `${req.method} /jobs: use POST`);
+      return endpoint(req, res, "submit");
+    }
+    const match = /^\/jobs\/([^/]+)$/.exec(path);
+    if (match !== null) {
+      if (req.method !== "GET")
+        throw new HttpError(405, "MethodNotAllowed", `${req.method} ${path}: use GET`);
+      let jobName: string;
+      try {
+        jobName = decodeURIComponent(match[1] as string);
+      } catch {
+        throw new HttpError(400, "BadRequest", `job name in ${path} is not valid percent-encoding`);
+      }
+      return endpoint(req, res, "status", jobName);
+    }
+    throw new HttpError(404, "NotFound", `no route for ${req.method} ${path}`);
+  }
+
+  /** Auth, then injected faults, then the real work: 401s do not use up fault counts. */
+  async function endpoint(
+    req: IncomingMessage,
+    res: ServerResponse,
+    kind: RequestKind,
+    jobName = "",
+  ): Promise<void> {
+    const token = /^Bearer\s+(\S.*)$/i.exec(req.headers.authorization ?? "")?.[1]?.trim();
+    if (token === undefined || token === "") {
+      throw new HttpError(401, "Unauthorized", "an Authorization: Bearer <token> header is required");
+    }
+    if (!config.acceptToken(token)) throw new HttpError(401, "Unauthorized", "the bearer token was rejected");
+
+    const fault = faults.decideRequest(kind);
+    if (fault?.type === "dropConnection") {
+      req.socket.destroy();
+      return;
+    }
+    if (fault?.type === "throttle") {
+      send(res, 429, errorBody("TooManyRequests", "emulated throttling (throttle fault)"), {
+        "Retry-After": String(fault.retryAfterSeconds),
+      });
+      return;
+    }
+    if (fault?.type === "serverError") {
+      throw new HttpError(500, "InternalServerError", "emulated server error (serverError fault)");
+    }
+    if (kind === "submit") return submit(req, res);
+
+    const job = store.get(jobName);
+    if (job === undefined) throw new HttpError(404, "NotFound", `job ${jobName} not found`);
+    job.statusPolls++;
+    const status = await store.observe(job, scorer.finish);
+    send(res, 200, jobBody(job, status));
+  }
+
+  async function submit(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJson(req);
+    const repeatabilityId =
+      header(req, "repeatability_request-id") ?? header(req, "repeatability-request-id") ?? null;
+    // A repeated id is answered with the job it created, whatever the body says: retries never duplicate jobs.
+    let job = repeatabilityId === null ? undefined : store.byRepeatabilityId(repeatabilityId);
+    if (job !== undefined) {
+      job.submitCount++;
+    } else {
+      let request: ReturnType<typeof parseSubmitBody>;
+      try {
+        request = parseSubmitBody(body, uriContext);
+      } catch (error) {
+        if (error instanceof SubmitBodyError) throw new HttpError(400, "BadRequest", error.message);
+        throw error;
+      }
+      job = store.create({
+        flavor: request.flavor,
+        inputUri: request.inputUri,
+        ...(request.inputType === undefined ? {} : { inputType: request.inputType }),
+        outputContainer: config.outputContainer,
+        outputBlobPath: request.outputBlobPath ?? config.outputPathTemplate,
+        repeatabilityId,
+        faults: faults.decideJob(),
+      });
+    }
+    if (faults.decideLoseSubmitResponse()) {
+      req.socket.destroy();
+      return;
+    }
+    // 200 for new and repeated submits alike: a client cannot tell a retry's answer from the first one's.
+    send(res, 200, jobBody(job, await store.observe(job, scorer.finish)));
+  }
+
+  async function admin(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    if (path === "/_emulator/health" && req.method === "GET") {
+      send(res, 200, { status: "ok", jobs: store.snapshots().length });
+    } else if (path === "/_emulator/jobs" && req.method === "GET") {
+      send(res, 200, store.snapshots());
+    } else if (path === "/_emulator/faults" && req.method === "GET") {
+      send(res, 200, faults.current());
+    } else if (path === "/_emulator/faults" && req.method === "PUT") {
+      const body = await readJson(req);
+      try {
+        faults.set(body);
+      } catch (error) {
+        throw new HttpError(400, "BadRequest", (error as Error).message);
+      }
+      send(res, 200, faults.current());
+    } else {
+      throw new HttpError(404, "NotFound", `no admin route for ${req.method} ${path}`);
+    }
+  }
+
+  function jobBody(job: JobRecord, status: KnownJobStatus): unknown {
+    const error = job.outcome?.error;
+    if (job.flavor === "guide") {
+      return { id: job.id, status, ...(error === undefined ? {} : { error }) };
+    }
+    return {
+      id: `${ARM_JOB_PREFIX}${job.id}`,
+      name: job.id,
+      properties: {
+        status,
+        inputData: { input: { jobInputType: job.inputType, uri: job.inputUri } },
+        outputData: {
+          score: {
+            jobOutputType: "UriFile",
+            uri: `azureml://datastores/${DEFAULT_DATASTORE}/paths/${job.outputBlobPath}`,
+          },
+        },
+      },
+      ...(error === undefined ? {} : { error: { ...error, details: [] } }),
+    };
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (res.headersSent || res.destroyed) return;
+      if (error instanceof HttpError) {
+        const headers: Record<string, string> =
+          error.statusCode === 401 ? { "WWW-Authenticate": "Bearer" } : {};
+        send(res, error.statusCode, errorBody(error.code, error.message), headers);
+      } else {
+        send(res, 500, errorBody("InternalServerError", `emulator error: ${String(error)}`));
+      }
+    });
+  });
+  server.listen(config.port, config.host);
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  const baseUrl = `http://${host}:${port}`;
+
+  let closing: Promise<void> | undefined;
+  return {
+    baseUrl,
+    scoringUri: `${baseUrl}/jobs`,
+    setFaults: (next) => faults.set(next),
+    jobs: () => store.snapshots(),
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await closed;
+        await store.idle();
+      })();
+      return closing;
+    },
+  };
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  const text = Array.isArray(value) ? value[0] : value;
+  return text === undefined || text === "" ? undefined : text;
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES)
+      throw new HttpError(413, "RequestEntityTooLarge", "request body exceeds 1 MiB");
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new HttpError(400, "BadRequest", "request body is not valid JSON");
+  }
+}
+
+function errorBody(code: string, message: string): unknown {
+  return { error: { code, message, details: [] } };
+}
+
+function send(
+  res: ServerResponse,
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  if (res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(statusCode, {
+    "Content-Type": "application/json; charset=utf-8",
+    "Content-Length": Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
