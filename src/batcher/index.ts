@@ -1,0 +1,11 @@
+export { type Batcher, type BatcherOptions, createBatcher, type TimerHandle } from "./batcher.ts";
+export {
+  type BatchPolicy,
+  type BatchPolicyOptions,
+  type BatchSize,
+  batchSizeBytes,
+  createBatchPolicy,
+  EMPTY_BATCH,
+  rowSizeBytes,
+  serializeBatch,
+} from "./policy.ts";

@@ -1,0 +1,124 @@
+import type { BatchMember, PredictionRow } from "../types.ts";
+
+/**
+ * Maps predictions.csv rows back to the events of one batch.
+ *
+ * Rule: the k-th row for store X in file F is the prediction of the k-th event of store X in the batch
+ * whose file is F. Rows of different stores may come in any order (mini-batches finish in any order);
+ * rows of one store keep the input file's order, which is what the endpoint promises per file.
+ */
+
+export interface BatchForMatching {
+  readonly fileName: string;
+  readonly members: readonly BatchMember[];
+}
+
+export interface MatchedPrediction {
+  readonly member: BatchMember;
+  /** Position of the member in the batch (and of its row in the input file). */
+  readonly memberIndex: number;
+  readonly prediction: number;
+}
+
+export interface MissingPrediction {
+  readonly member: BatchMember;
+  readonly memberIndex: number;
+}
+
+export interface MatchResult {
+  /** In member order, which is partition-and-offset order within each partition. */
+  readonly predictions: MatchedPrediction[];
+  /** Members no row was found for, in member order: they become "missing prediction" dead letters. */
+  readonly missing: MissingPrediction[];
+  /** Rows that matched no member: another file, a store not in the batch, or more rows than members. */
+  readonly unmatchedRows: number;
+  /**
+   * How many of unmatchedRows were extra rows for a store of this batch whose members were all matched
+   * already: usually a retried mini-batch that appended its rows twice. The first row wins.
+   */
+  readonly duplicateRows: number;
+}
+
+export interface PredictionMatcher {
+  /** Matches one row; returns the match, or undefined when the row matched no member. */
+  add(row: PredictionRow): MatchedPrediction | undefined;
+  /** Ends the matching: every member not matched by now is missing. Later add() calls throw. */
+  finish(): MatchResult;
+}
+
+/**
+ * The last path segment: predictions.csv may name the file with the folder it was read from
+ * (`folder/b-1.json`, or a Windows path on a Windows compute node).
+ */
+export function baseFileName(fileName: string): string {
+  const trimmed = fileName.trim();
+  return trimmed.slice(Math.max(trimmed.lastIndexOf("/"), trimmed.lastIndexOf("\\")) + 1);
+}
+
+interface StoreQueue {
+  readonly memberIndexes: number[];
+  next: number;
+}
+
+export function createPredictionMatcher(batch: BatchForMatching): PredictionMatcher {
+  const fileName = baseFileName(batch.fileName);
+  if (fileName === "") throw new TypeError("batch.fileName must name a file");
+  const members = batch.members;
+
+  // Per store, the member positions in file order, and how many of them rows have claimed so far.
+  const queues = new Map<string, StoreQueue>();
+  members.forEach((member, index) => {
+    const queue = queues.get(member.storeId);
+    if (queue === undefined) queues.set(member.storeId, { memberIndexes: [index], next: 0 });
+    else queue.memberIndexes.push(index);
+  });
+
+  const predictionByMember = new Map<number, number>();
+  let unmatchedRows = 0;
+  let duplicateRows = 0;
+  let finished = false;
+
+  return {
+    add(row: PredictionRow): MatchedPrediction | undefined {
+      if (finished) throw new Error("prediction matcher is finished");
+      if (baseFileName(row.fileName) !== fileName) {
+        unmatchedRows += 1;
+        return undefined;
+      }
+      // Rows are trimmed by the parser; trim again so a hand-built row matches the same way.
+      const queue = queues.get(row.storeId.trim());
+      if (queue === undefined) {
+        unmatchedRows += 1;
+        return undefined;
+      }
+      const memberIndex = queue.memberIndexes[queue.next];
+      if (memberIndex === undefined) {
+        unmatchedRows += 1;
+        duplicateRows += 1;
+        return undefined;
+      }
+      queue.next += 1;
+      predictionByMember.set(memberIndex, row.prediction);
+      return { member: members[memberIndex] as BatchMember, memberIndex, prediction: row.prediction };
+    },
+
+    finish(): MatchResult {
+      finished = true;
+      const predictions: MatchedPrediction[] = [];
+      const missing: MissingPrediction[] = [];
+      members.forEach((member, memberIndex) => {
+        const prediction = predictionByMember.get(memberIndex);
+        if (prediction === undefined) missing.push({ member, memberIndex });
+        else predictions.push({ member, memberIndex, prediction });
+      });
+      return { predictions, missing, unmatchedRows, duplicateRows };
+    },
+  };
+}
+
+/** Matches a whole set of rows at once; see createPredictionMatcher for the incremental form. */
+export function matchPredictions(batch: BatchForMatching, rows: Iterable<PredictionRow>): MatchResult {
+  const matcher = createPredictionMatcher(batch);
+  for (const row of rows) matcher.add(row);
+  return matcher.finish();
+}
