@@ -1,0 +1,104 @@
+import type { Readable } from "node:stream";
+import type { TokenCredential } from "@azure/core-auth";
+import { BlobServiceClient, type ContainerClient, RestError } from "@azure/storage-blob";
+import type { BlobLocation } from "../config/types.ts";
+import type { FeatureRow, SealedBatch } from "../types.ts";
+
+export interface BatchStoreOptions {
+  readonly input: BlobLocation & { readonly prefix: string };
+  /** The workspace's default datastore, where jobs write predictions.csv: may be another account and container. */
+  readonly output: BlobLocation & { readonly pathTemplate: string };
+  /** Used for account URLs (Entra ID); connection strings carry their own key or SAS. */
+  readonly credential: TokenCredential;
+}
+
+export interface UploadedBatch {
+  /** https URI of the batch's own folder: the job's input (the folder holds exactly this batch's file). */
+  readonly folderUri: string;
+  readonly blobPath: string;
+}
+
+export interface BatchStore {
+  /** Writes the batch file; the serialized body is passed in so its size is known to the caller. */
+  uploadBatch(batch: SealedBatch, body: Buffer, abortSignal?: AbortSignal): Promise<UploadedBatch>;
+  /** Reads a batch file back (for dead letters: the features live in the blob, not in memory). */
+  readBatchRows(blobPath: string, abortSignal?: AbortSignal): Promise<FeatureRow[]>;
+  /** Where a job's predictions.csv is, by the output path template. */
+  outputPath(ids: { jobId: string; batchId: string }): string;
+  /** The stream of predictions.csv, or undefined if the job wrote none. */
+  openPredictions(path: string, abortSignal?: AbortSignal): Promise<Readable | undefined>;
+  /** Fails with a message naming each container that cannot be reached. */
+  checkAccess(abortSignal?: AbortSignal): Promise<void>;
+}
+
+function containerClient(location: BlobLocation, credential: TokenCredential): ContainerClient {
+  const service = location.connectionString
+    ? BlobServiceClient.fromConnectionString(location.connectionString)
+    : new BlobServiceClient(location.accountUrl as string, credential);
+  return service.getContainerClient(location.container);
+}
+
+export function fillPathTemplate(template: string, ids: { jobId: string; batchId: string }): string {
+  return template.replaceAll("{jobId}", ids.jobId).replaceAll("{batchId}", ids.batchId);
+}
+
+/** Batch files in, predictions out: the two blob containers the connector works with. */
+export function createBatchStore(options: BatchStoreOptions): BatchStore {
+  const input = containerClient(options.input, options.credential);
+  const output = containerClient(options.output, options.credential);
+  const prefix = options.input.prefix.replace(/^\/+|\/+$/g, "");
+
+  return {
+    async uploadBatch(batch, body, abortSignal) {
+      // One folder per batch, so the job's input folder holds this batch and nothing else.
+      const folder = prefix ? `${prefix}/${batch.batchId}` : batch.batchId;
+      const blobPath = `${folder}/${batch.fileName}`;
+      await input.getBlockBlobClient(blobPath).uploadData(body, {
+        blobHTTPHeaders: { blobContentType: "application/json" },
+        metadata: { batchid: batch.batchId, events: String(batch.members.length), trigger: batch.trigger },
+        ...(abortSignal ? { abortSignal } : {}),
+      });
+      return { folderUri: `${input.url}/${folder}`, blobPath };
+    },
+
+    async readBatchRows(blobPath, abortSignal) {
+      const body = await input
+        .getBlockBlobClient(blobPath)
+        .downloadToBuffer(0, undefined, abortSignal ? { abortSignal } : {});
+      return JSON.parse(body.toString("utf8")) as FeatureRow[];
+    },
+
+    outputPath: (ids) => fillPathTemplate(options.output.pathTemplate, ids),
+
+    async openPredictions(path, abortSignal) {
+      try {
+        const download = await output
+          .getBlobClient(path)
+          .download(0, undefined, abortSignal ? { abortSignal } : {});
+        return download.readableStreamBody as Readable | undefined;
+      } catch (error) {
+        if (error instanceof RestError && error.statusCode === 404) return undefined;
+        throw error;
+      }
+    },
+
+    async checkAccess(abortSignal) {
+      const problems: string[] = [];
+      for (const [role, client] of [
+        ["input", input],
+        ["output", output],
+      ] as const) {
+        try {
+          if (!(await client.exists(abortSignal ? { abortSignal } : {}))) {
+            problems.push(`${role} container "${client.containerName}" does not exist at ${client.url}`);
+          }
+        } catch (error) {
+          problems.push(
+            `${role} container "${client.containerName}" cannot be reached: ${(error as Error).message}`,
+          );
+        }
+      }
+      if (problems.length > 0) throw new Error(problems.join("; "));
+    },
+  };
+}

@@ -1,0 +1,165 @@
+import { TERMINAL_JOB_STATUSES } from "../types.ts";
+import type { EndpointClient, JobState } from "./endpointClient.ts";
+
+export interface JobOutcome {
+  readonly jobId: string;
+  /** Completed, Failed or Canceled as the service said, or TimedOut when the job outlived its timeout. */
+  readonly status: "Completed" | "Failed" | "Canceled" | "TimedOut";
+  readonly error?: JobState["error"];
+  readonly durationMs: number;
+}
+
+export interface JobPollerOptions {
+  readonly client: Pick<EndpointClient, "getJob">;
+  /** Mean time between two status reads of one job. */
+  readonly pollIntervalMs: number;
+  /** Each interval is spread by ±jitter (a fraction) so many jobs do not poll in lockstep. Default 0.2. */
+  readonly jitter?: number;
+  /** Status reads in flight at once, across all jobs. Default 4. */
+  readonly maxConcurrentPolls?: number;
+  /** Told about each status read that failed (after the pipeline's own retries); polling goes on. */
+  readonly onPollError?: (jobId: string, error: unknown) => void;
+  /** Told about each status change, for logs. */
+  readonly onStatus?: (jobId: string, status: string) => void;
+  readonly now?: () => number;
+}
+
+export interface JobPoller {
+  /** Resolves when the job reaches a terminal status or its deadline, whichever comes first. */
+  watch(jobId: string, options: { timeoutMs: number; submittedAtMs?: number }): Promise<JobOutcome>;
+  watching(): number;
+  /** Stops polling; pending watches reject. */
+  close(): void;
+}
+
+interface Watched {
+  readonly jobId: string;
+  readonly submittedAtMs: number;
+  readonly deadlineMs: number;
+  nextPollAtMs: number;
+  lastStatus: string | undefined;
+  polling: boolean;
+  resolve(outcome: JobOutcome): void;
+  reject(error: Error): void;
+}
+
+/**
+ * One scheduler for every running job (design note 6): a single timer armed for the earliest due poll,
+ * jittered intervals, a bound on concurrent reads. Unknown statuses are not terminal; every job has a deadline.
+ */
+export function createJobPoller(options: JobPollerOptions): JobPoller {
+  const now = options.now ?? Date.now;
+  const jitter = options.jitter ?? 0.2;
+  const maxConcurrent = options.maxConcurrentPolls ?? 4;
+  const jobs = new Map<string, Watched>();
+  let timer: NodeJS.Timeout | undefined;
+  let inFlight = 0;
+  let closed = false;
+
+  const interval = () => options.pollIntervalMs * (1 - jitter + Math.random() * 2 * jitter);
+
+  const finish = (job: Watched, outcome: Omit<JobOutcome, "jobId" | "durationMs">) => {
+    jobs.delete(job.jobId);
+    job.resolve({ jobId: job.jobId, durationMs: now() - job.submittedAtMs, ...outcome });
+  };
+
+  const poll = async (job: Watched) => {
+    job.polling = true;
+    inFlight++;
+    try {
+      const state = await options.client.getJob(job.jobId);
+      if (state.status !== job.lastStatus) {
+        job.lastStatus = state.status;
+        options.onStatus?.(job.jobId, state.status);
+      }
+      if (TERMINAL_JOB_STATUSES.has(state.status)) {
+        finish(job, {
+          status: state.status as JobOutcome["status"],
+          ...(state.error ? { error: state.error } : {}),
+        });
+        return;
+      }
+    } catch (error) {
+      options.onPollError?.(job.jobId, error);
+    } finally {
+      job.polling = false;
+      inFlight--;
+    }
+    if (!jobs.has(job.jobId)) return;
+    if (now() >= job.deadlineMs) {
+      finish(job, {
+        status: "TimedOut",
+        error: {
+          code: "Timeout",
+          message: `no terminal status after ${job.deadlineMs - job.submittedAtMs} ms (last: ${job.lastStatus ?? "none"})`,
+        },
+      });
+      return;
+    }
+    job.nextPollAtMs = Math.min(now() + interval(), job.deadlineMs);
+  };
+
+  const arm = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (closed) return;
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const job of jobs.values()) if (!job.polling) earliest = Math.min(earliest, job.nextPollAtMs);
+    if (earliest === Number.POSITIVE_INFINITY) return;
+    timer = setTimeout(tick, Math.max(0, earliest - now()));
+  };
+
+  const tick = () => {
+    timer = undefined;
+    const due = [...jobs.values()]
+      .filter((job) => !job.polling && job.nextPollAtMs <= now())
+      .sort((a, b) => a.nextPollAtMs - b.nextPollAtMs);
+    for (const job of due) {
+      if (inFlight >= maxConcurrent) break;
+      void poll(job).finally(arm);
+    }
+    // Jobs left due for want of a slot are picked up when a poll ends (arm runs then).
+    if (inFlight < maxConcurrent) arm();
+  };
+
+  return {
+    watch(jobId, watchOptions) {
+      if (closed) return Promise.reject(new Error("job poller is closed"));
+      const existing = jobs.get(jobId);
+      if (existing)
+        return new Promise((resolve, reject) => {
+          const previous = { resolve: existing.resolve, reject: existing.reject };
+          existing.resolve = (o) => {
+            previous.resolve(o);
+            resolve(o);
+          };
+          existing.reject = (e) => {
+            previous.reject(e);
+            reject(e);
+          };
+        });
+      return new Promise<JobOutcome>((resolve, reject) => {
+        const submittedAtMs = watchOptions.submittedAtMs ?? now();
+        jobs.set(jobId, {
+          jobId,
+          submittedAtMs,
+          deadlineMs: submittedAtMs + watchOptions.timeoutMs,
+          // First read soon after submission: a bad job can fail at once.
+          nextPollAtMs: now() + Math.min(interval(), 1000),
+          lastStatus: undefined,
+          polling: false,
+          resolve,
+          reject,
+        });
+        arm();
+      });
+    },
+    watching: () => jobs.size,
+    close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      for (const job of jobs.values()) job.reject(new Error(`stopped watching job ${job.jobId}`));
+      jobs.clear();
+    },
+  };
+}

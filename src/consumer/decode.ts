@@ -1,0 +1,39 @@
+import type { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
+import type { EventValidator, Validation } from "./validate.ts";
+
+/** The Confluent wire format starts with a zero "magic" byte, which no JSON text can start with. */
+const CONFLUENT_MAGIC_BYTE = 0;
+
+export interface EventDecoder {
+  /** JSON or Avro (Confluent wire format, recognised by its magic byte) to a validated row. Never throws. */
+  decode(value: Buffer | null): Promise<Validation>;
+}
+
+export function createEventDecoder(options: {
+  readonly registry: Pick<SchemaRegistry, "decode">;
+  readonly validator: EventValidator;
+  readonly maxMessageBytes: number;
+}): EventDecoder {
+  return {
+    async decode(value) {
+      const isAvro = value !== null && value.length >= 5 && value[CONFLUENT_MAGIC_BYTE] === 0;
+      if (!isAvro || value.length > options.maxMessageBytes) return options.validator.validateBytes(value);
+      let decoded: unknown;
+      try {
+        // The registry client caches schemas by id: only the first event of a schema costs a request.
+        decoded = await options.registry.decode(value);
+      } catch (error) {
+        return {
+          ok: false,
+          reason: "schema_decode_failed",
+          detail:
+            `Avro event (schema id ${value.readInt32BE(1)}) could not be decoded: ${(error as Error).message}`.slice(
+              0,
+              300,
+            ),
+        };
+      }
+      return options.validator.validateObject(decoded);
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import type { Consumer, IHeaders, Kafka } from "kafkajs";
+import type { SourceRef } from "../types.ts";
+
+export interface InputMessage {
+  readonly source: SourceRef;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers?: IHeaders;
+}
+
+export interface InputConsumerOptions {
+  readonly kafka: Kafka;
+  readonly groupId: string;
+  readonly topic: string;
+  readonly sessionTimeoutMs: number;
+  /** Called for each fetched message, in offset order per partition. Must return quickly: no job is awaited here. */
+  readonly onMessages: (messages: readonly InputMessage[]) => Promise<void>;
+  /** The partitions assigned after a (re)join, and those lost since the previous assignment. */
+  readonly onAssignment: (assigned: readonly number[], lost: readonly number[]) => void;
+  readonly onCrash?: (error: Error, willRestart: boolean) => void;
+}
+
+export interface InputConsumer {
+  start(): Promise<void>;
+  /** Flow control: stops fetching from every partition of the input topic; heartbeats go on. */
+  pause(): void;
+  resume(): void;
+  isPaused(): boolean;
+  commit(entries: ReadonlyArray<{ topic: string; partition: number; offset: string }>): Promise<void>;
+  /** True between a successful group join and stop or a crash. */
+  isJoined(): boolean;
+  assignedPartitions(): readonly number[];
+  stop(): Promise<void>;
+}
+
+/**
+ * The kafkajs consumer-group member on the input topic. Offsets are never committed here on its own
+ * (autoCommit off): the coordinator commits when outcomes are acknowledged.
+ */
+export function createInputConsumer(options: InputConsumerOptions): InputConsumer {
+  const consumer: Consumer = options.kafka.consumer({
+    groupId: options.groupId,
+    sessionTimeout: options.sessionTimeoutMs,
+    heartbeatInterval: Math.max(1000, Math.floor(options.sessionTimeoutMs / 10)),
+    // Bounded fetches keep the gap between one pause check and the next small.
+    maxBytesPerPartition: 1024 * 1024,
+  });
+  let assigned: number[] = [];
+  let joined = false;
+  let paused = false;
+
+  consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    const now = event.payload.memberAssignment[options.topic] ?? [];
+    const lost = assigned.filter((p) => !now.includes(p));
+    assigned = [...now].sort((a, b) => a - b);
+    joined = true;
+    options.onAssignment(assigned, lost);
+  });
+  consumer.on(consumer.events.CRASH, (event) => {
+    joined = false;
+    options.onCrash?.(event.payload.error, event.payload.restart);
+  });
+  consumer.on(consumer.events.STOP, () => {
+    joined = false;
+  });
+
+  return {
+    async start() {
+      await consumer.connect();
+      await consumer.subscribe({ topic: options.topic, fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+          const messages: InputMessage[] = [];
+          for (const message of batch.messages) {
+            messages.push({
+              source: {
+                topic: batch.topic,
+                partition: batch.partition,
+                offset: message.offset,
+                timestampMs: Number(message.timestamp),
+              },
+              key: message.key,
+              value: message.value,
+              ...(message.headers ? { headers: message.headers } : {}),
+            });
+          }
+          if (!isRunning() || isStale()) return;
+          await options.onMessages(messages);
+          const last = batch.messages.at(-1);
+          if (last) resolveOffset(last.offset);
+          await heartbeat();
+        },
+      });
+    },
+    pause() {
+      if (paused) return;
+      paused = true;
+      consumer.pause([{ topic: options.topic }]);
+    },
+    resume() {
+      if (!paused) return;
+      paused = false;
+      consumer.resume([{ topic: options.topic }]);
+    },
+    isPaused: () => paused,
+    commit: (entries) => consumer.commitOffsets(entries.map((e) => ({ ...e }))),
+    isJoined: () => joined,
+    assignedPartitions: () => assigned,
+    async stop() {
+      joined = false;
+      await consumer.disconnect();
+    },
+  };
+}

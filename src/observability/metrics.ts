@@ -1,0 +1,145 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/** Every metric shares this prefix; names carry base units and counters end in _total (Prometheus conventions). */
+export const METRIC_PREFIX = "forecast_connector_";
+
+/**
+ * The connector's metrics, created once on the registry given and handed to the stages. Label values are
+ * bounded sets (reasons, triggers, outcomes, the configured topics and their partitions), never ids.
+ *
+ * Event accounting (design note 3): every consumed event ends in exactly one bucket, so at any moment
+ *   events_consumed_total = predictions_published_total + dead_letters_total + events_in_flight
+ */
+export function createMetrics(registry: Registry = new Registry()) {
+  const p = METRIC_PREFIX;
+  const registers = [registry];
+  return {
+    registry,
+    eventsConsumed: new Counter({
+      name: `${p}events_consumed_total`,
+      help: "Events read from the input topic (valid and invalid).",
+      registers,
+    }),
+    eventsInvalid: new Counter({
+      name: `${p}events_invalid_total`,
+      help: "Events rejected by decoding or validation, by reason.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    eventsInFlight: new Gauge({
+      name: `${p}events_in_flight`,
+      help: "Events consumed whose prediction or dead-letter record is not yet acknowledged.",
+      registers,
+    }),
+    batchesFlushed: new Counter({
+      name: `${p}batches_flushed_total`,
+      help: "Micro-batches sealed, by the trigger that sealed them.",
+      labelNames: ["trigger"] as const,
+      registers,
+    }),
+    batchSizeEvents: new Histogram({
+      name: `${p}batch_size_events`,
+      help: "Events per sealed batch.",
+      buckets: [1, 10, 50, 100, 500, 1000, 5000, 10000, 50000],
+      registers,
+    }),
+    batchSizeBytes: new Histogram({
+      name: `${p}batch_size_bytes`,
+      help: "Size of each batch file uploaded, in bytes.",
+      buckets: [1e3, 1e4, 1e5, 1e6, 4e6, 1.6e7, 6.4e7],
+      registers,
+    }),
+    blobUploadDuration: new Histogram({
+      name: `${p}blob_upload_duration_seconds`,
+      help: "Time to upload one batch file to Blob Storage.",
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    jobsSubmitted: new Counter({
+      name: `${p}jobs_submitted_total`,
+      help: "Batch jobs submitted to the endpoint (resubmissions included).",
+      registers,
+    }),
+    jobsCompleted: new Counter({
+      name: `${p}jobs_completed_total`,
+      help: "Batch jobs that ended Completed.",
+      registers,
+    }),
+    jobsFailed: new Counter({
+      name: `${p}jobs_failed_total`,
+      help: "Batch job attempts that did not complete, by reason (failed, canceled, timeout, submit_error).",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    jobsRetried: new Counter({
+      name: `${p}jobs_retried_total`,
+      help: "Batches resubmitted after a failed or timed-out job.",
+      registers,
+    }),
+    httpRetries: new Counter({
+      name: `${p}endpoint_http_retries_total`,
+      help: "Endpoint HTTP requests retried (429, 5xx, network errors), by operation.",
+      labelNames: ["operation"] as const,
+      registers,
+    }),
+    jobDuration: new Histogram({
+      name: `${p}job_duration_seconds`,
+      help: "Time from job submission to its terminal status, by status.",
+      labelNames: ["status"] as const,
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600],
+      registers,
+    }),
+    jobsInFlight: new Gauge({
+      name: `${p}jobs_in_flight`,
+      help: "Batches uploaded or submitted whose results are not yet published.",
+      registers,
+    }),
+    predictionsPublished: new Counter({
+      name: `${p}predictions_published_total`,
+      help: "Prediction records acknowledged by Kafka on the results topic.",
+      registers,
+    }),
+    predictionRowsRejected: new Counter({
+      name: `${p}prediction_rows_rejected_total`,
+      help: "predictions.csv rows not used, by reason (malformed, unmatched, duplicate).",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    deadLetters: new Counter({
+      name: `${p}dead_letters_total`,
+      help: "Records acknowledged on the dead-letter topic, by reason.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    endToEndLatency: new Histogram({
+      name: `${p}end_to_end_latency_seconds`,
+      help: "From the event's Kafka timestamp to its prediction being acknowledged.",
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600],
+      registers,
+    }),
+    tokenRenewals: new Counter({
+      name: `${p}token_renewals_total`,
+      help: "Entra ID access tokens obtained, by cause (initial, expiry, unauthorized).",
+      labelNames: ["cause"] as const,
+      registers,
+    }),
+    offsetsCommitted: new Counter({
+      name: `${p}offset_commits_total`,
+      help: "Offset commits sent to the group coordinator.",
+      registers,
+    }),
+    consumerLag: new Gauge({
+      name: `${p}consumer_lag_messages`,
+      help: "Per input partition: log end offset minus the committed offset.",
+      labelNames: ["partition"] as const,
+      registers,
+    }),
+    consumerPaused: new Gauge({
+      name: `${p}consumer_paused`,
+      help: "1 while the consumer is paused because in-flight work reached its bound.",
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,189 @@
+import { createHash } from "node:crypto";
+import type { BatchStore } from "../azure/blobStore.ts";
+import type { EndpointClient } from "../azure/endpointClient.ts";
+import { EndpointError } from "../azure/errors.ts";
+import type { JobOutcome, JobPoller } from "../azure/jobPoller.ts";
+import { serializeBatch } from "../batcher/index.ts";
+import type { ApiFlavor } from "../config/types.ts";
+import { createPredictionMatcher } from "../results/matchPredictions.ts";
+import { parsePredictions } from "../results/parsePredictions.ts";
+import type { BatchMember, SealedBatch } from "../types.ts";
+
+/** What outlives the upload of a batch (design note 8): no features, just what maps results back. */
+export interface UploadedBatchRecord {
+  readonly batchId: string;
+  readonly fileName: string;
+  readonly members: readonly BatchMember[];
+  readonly blobPath: string;
+  readonly folderUri: string;
+}
+
+export type BatchResult =
+  | {
+      readonly kind: "scored";
+      readonly batch: UploadedBatchRecord;
+      readonly jobId: string;
+      readonly predictions: ReadonlyArray<{ readonly member: BatchMember; readonly prediction: number }>;
+      readonly missing: readonly BatchMember[];
+      readonly predictedAt: Date;
+    }
+  | {
+      readonly kind: "failed";
+      readonly batch: UploadedBatchRecord;
+      readonly jobId?: string;
+      readonly detail: string;
+    };
+
+/** Instrumentation of a batch's life (design note 7): each step is an event, for logs and metrics. */
+export type BatchJobEvent =
+  | { type: "uploaded"; batchId: string; bytes: number; durationMs: number; folderUri: string }
+  | { type: "submitted"; batchId: string; jobId: string; attempt: number }
+  | { type: "submit_failed"; batchId: string; attempt: number; error: string; retriable: boolean }
+  | { type: "finished"; batchId: string; jobId: string; attempt: number; outcome: JobOutcome }
+  | { type: "resubmitting"; batchId: string; attempt: number; reason: string }
+  | {
+      type: "results_parsed";
+      batchId: string;
+      jobId: string;
+      predicted: number;
+      missing: number;
+      malformedRows: number;
+      unmatchedRows: number;
+      duplicateRows: number;
+    };
+
+export interface BatchJobDeps {
+  readonly store: BatchStore;
+  readonly endpoint: EndpointClient;
+  readonly poller: JobPoller;
+  readonly apiFlavor: ApiFlavor;
+  /** v2 flavor: the datastore named in the job's output URI. */
+  readonly outputDatastore: string;
+  readonly jobTimeoutMs: number;
+  readonly maxAttempts: number;
+  readonly onEvent?: (event: BatchJobEvent) => void;
+}
+
+/**
+ * A stable repeatability id per (batch, attempt): every HTTP retry of one submission carries the same id,
+ * so the service answers with the job it already created instead of starting a second one.
+ */
+export function repeatabilityId(batchId: string, attempt: number): string {
+  const hex = createHash("sha256").update(`${batchId}#${attempt}`).digest("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+/**
+ * One batch through its life: open -> sealed (given) -> uploaded -> submitted -> finished -> results.
+ * Failed or timed-out jobs are resubmitted up to maxAttempts; then the batch is reported failed.
+ * It never publishes or commits: the coordinator does, from the BatchResult.
+ */
+export async function runBatchJob(sealed: SealedBatch, deps: BatchJobDeps): Promise<BatchResult> {
+  const emit = deps.onEvent ?? (() => {});
+  const body = serializeBatch(sealed.rows);
+  const uploadStarted = Date.now();
+  const uploaded = await deps.store.uploadBatch(sealed, body);
+  emit({
+    type: "uploaded",
+    batchId: sealed.batchId,
+    bytes: body.length,
+    durationMs: Date.now() - uploadStarted,
+    folderUri: uploaded.folderUri,
+  });
+  // From here on only the members are kept: the rows (features) live in the blob.
+  const batch: UploadedBatchRecord = {
+    batchId: sealed.batchId,
+    fileName: sealed.fileName,
+    members: sealed.members,
+    blobPath: uploaded.blobPath,
+    folderUri: uploaded.folderUri,
+  };
+
+  let lastDetail = "";
+  let lastJobId: string | undefined;
+  for (let attempt = 1; attempt <= deps.maxAttempts; attempt++) {
+    if (attempt > 1) emit({ type: "resubmitting", batchId: batch.batchId, attempt, reason: lastDetail });
+    // v2: the caller names the output location before the job exists, so {jobId} stands for batch + attempt.
+    const v2OutputPath = deps.store.outputPath({
+      jobId: `${batch.batchId}-attempt${attempt}`,
+      batchId: batch.batchId,
+    });
+    let jobId: string;
+    try {
+      const state = await deps.endpoint.submitJob({
+        inputUri: batch.folderUri,
+        inputType: "UriFolder",
+        repeatabilityId: repeatabilityId(batch.batchId, attempt),
+        ...(deps.apiFlavor === "v2"
+          ? { outputUri: `azureml://datastores/${deps.outputDatastore}/paths/${v2OutputPath}` }
+          : {}),
+      });
+      jobId = state.jobId;
+    } catch (error) {
+      const retriable = !(error instanceof EndpointError) || error.retriable;
+      lastDetail = `submission failed: ${(error as Error).message}`;
+      emit({
+        type: "submit_failed",
+        batchId: batch.batchId,
+        attempt,
+        error: (error as Error).message,
+        retriable,
+      });
+      // A request the endpoint rejects as such (400, 403) will be rejected again: do not spend attempts on it.
+      if (!retriable) break;
+      continue;
+    }
+    lastJobId = jobId;
+    emit({ type: "submitted", batchId: batch.batchId, jobId, attempt });
+
+    const outcome = await deps.poller.watch(jobId, { timeoutMs: deps.jobTimeoutMs });
+    emit({ type: "finished", batchId: batch.batchId, jobId, attempt, outcome });
+    if (outcome.status !== "Completed") {
+      lastDetail = `job ${jobId} ended ${outcome.status}${outcome.error?.message ? `: ${outcome.error.message}` : ""}`;
+      continue;
+    }
+    const outputPath =
+      deps.apiFlavor === "v2" ? v2OutputPath : deps.store.outputPath({ jobId, batchId: batch.batchId });
+    return collectResults(batch, jobId, outputPath, deps, emit);
+  }
+  return { kind: "failed", batch, ...(lastJobId ? { jobId: lastJobId } : {}), detail: lastDetail };
+}
+
+/** Streams predictions.csv, matching each row to its event as it arrives. */
+async function collectResults(
+  batch: UploadedBatchRecord,
+  jobId: string,
+  outputPath: string,
+  deps: BatchJobDeps,
+  emit: (event: BatchJobEvent) => void,
+): Promise<BatchResult> {
+  const matcher = createPredictionMatcher(batch);
+  let malformedRows = 0;
+  const stream = await deps.store.openPredictions(outputPath);
+  // A Completed job without output leaves every event without a prediction: all become dead letters.
+  if (stream) {
+    for await (const line of parsePredictions(stream)) {
+      if (line.ok) matcher.add(line.row);
+      else malformedRows++;
+    }
+  }
+  const matched = matcher.finish();
+  emit({
+    type: "results_parsed",
+    batchId: batch.batchId,
+    jobId,
+    predicted: matched.predictions.length,
+    missing: matched.missing.length,
+    malformedRows,
+    unmatchedRows: matched.unmatchedRows,
+    duplicateRows: matched.duplicateRows,
+  });
+  return {
+    kind: "scored",
+    batch,
+    jobId,
+    predictions: matched.predictions.map(({ member, prediction }) => ({ member, prediction })),
+    missing: matched.missing.map(({ member }) => member),
+    predictedAt: new Date(),
+  };
+}

@@ -1,0 +1,144 @@
+import type { Batcher } from "../batcher/index.ts";
+import { rowSizeBytes } from "../batcher/index.ts";
+import type { EventDecoder } from "../consumer/decode.ts";
+import type { InputConsumer, InputMessage } from "../consumer/inputConsumer.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import type { SealedBatch } from "../types.ts";
+import type { BatchResult } from "./batchJob.ts";
+import type { Coordinator, InvalidEvent } from "./coordinator.ts";
+
+export interface PipelineOptions {
+  readonly consumer: InputConsumer;
+  readonly decoder: EventDecoder;
+  /** Built by the caller with onSeal wired to pipeline.enqueue (the batcher is created before the pipeline). */
+  readonly batcher: Batcher;
+  readonly coordinator: Coordinator;
+  /** Runs one sealed batch through upload, job and results (runBatchJob with its dependencies bound). */
+  readonly runBatch: (batch: SealedBatch) => Promise<BatchResult>;
+  readonly maxJobsInFlight: number;
+  readonly maxEventsInFlight: number;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+export interface Pipeline {
+  /** The consumer's handler: decode, validate, route. Returns without waiting for any job. */
+  handleMessages(messages: readonly InputMessage[]): Promise<void>;
+  /** The batcher's onSeal: queue the batch for a job slot. */
+  enqueue(batch: SealedBatch): void;
+  /** Batches uploading, running or publishing, plus those waiting for a slot. */
+  jobsInFlight(): number;
+  /** Resolves when every started batch has settled (or failed to), for shutdown. */
+  drain(): Promise<void>;
+}
+
+/**
+ * The composition of the stages: events in, batches out; batch in, job out; job out, outcomes settled.
+ * Flow control (design note 5) pauses the input when in-flight work reaches its bounds and resumes it
+ * as work drains; the handler itself never blocks on a job (design note 4).
+ */
+export function createPipeline(options: PipelineOptions): Pipeline {
+  const { consumer, coordinator, metrics, logger } = options;
+  const waiting: SealedBatch[] = [];
+  const running = new Set<Promise<void>>();
+
+  const jobsInFlight = () => running.size + waiting.length;
+
+  const applyFlowControl = () => {
+    const events = coordinator.inFlight();
+    metrics.jobsInFlight.set(jobsInFlight());
+    const full = events >= options.maxEventsInFlight || waiting.length > 0;
+    // Resume below 90% of the event bound, so the consumer does not flap at the edge.
+    const drained = events < options.maxEventsInFlight * 0.9 && waiting.length === 0;
+    if (full && !consumer.isPaused()) {
+      consumer.pause();
+      metrics.consumerPaused.set(1);
+      logger.info(
+        { eventsInFlight: events, jobsInFlight: jobsInFlight() },
+        "input paused: in-flight work at its bound",
+      );
+    } else if (drained && consumer.isPaused()) {
+      consumer.resume();
+      metrics.consumerPaused.set(0);
+      logger.info({ eventsInFlight: events, jobsInFlight: jobsInFlight() }, "input resumed");
+    }
+  };
+
+  const startNext = () => {
+    while (running.size < options.maxJobsInFlight && waiting.length > 0) {
+      const batch = waiting.shift() as SealedBatch;
+      const task = options
+        .runBatch(batch)
+        .then((result) => coordinator.settleBatch(result))
+        .catch((error: unknown) => {
+          // Not settled: its events stay uncommitted and are consumed again after a restart or rebalance.
+          logger.error(
+            { err: error, batchId: batch.batchId },
+            "batch abandoned before its outcome was settled",
+          );
+        })
+        .finally(() => {
+          running.delete(task);
+          startNext();
+          applyFlowControl();
+        });
+      running.add(task);
+    }
+    applyFlowControl();
+  };
+
+  return {
+    async handleMessages(messages) {
+      const invalid: InvalidEvent[] = [];
+      for (const message of messages) {
+        if (!coordinator.track(message.source)) continue; // already held here (refetch after a rebalance)
+        metrics.eventsConsumed.inc();
+        const result = await options.decoder.decode(message.value);
+        if (result.ok) {
+          options.batcher.add({
+            source: message.source,
+            row: result.row,
+            sizeBytes: rowSizeBytes(result.row),
+          });
+        } else {
+          metrics.eventsInvalid.inc({ reason: result.reason });
+          invalid.push({
+            source: message.source,
+            reason: result.reason,
+            detail: result.detail,
+            key: message.key,
+            value: message.value,
+            ...(message.headers ? { headers: message.headers } : {}),
+          });
+        }
+      }
+      if (invalid.length > 0) {
+        void coordinator.settleInvalid(invalid).finally(applyFlowControl);
+      }
+      applyFlowControl();
+    },
+
+    enqueue(batch) {
+      metrics.batchesFlushed.inc({ trigger: batch.trigger });
+      metrics.batchSizeEvents.observe(batch.members.length);
+      logger.info(
+        {
+          batchId: batch.batchId,
+          events: batch.members.length,
+          bytes: batch.sizeBytes,
+          trigger: batch.trigger,
+        },
+        "batch sealed",
+      );
+      waiting.push(batch);
+      startNext();
+    },
+
+    jobsInFlight,
+
+    async drain() {
+      while (running.size > 0) await Promise.allSettled([...running]);
+    },
+  };
+}

@@ -1,0 +1,60 @@
+import type { IHeaders } from "kafkajs";
+import type { SourceRef } from "../types.ts";
+
+/**
+ * Why a record went to the dead-letter topic. Bounded: it is a metric label and a header consumers filter on.
+ * Validation reasons come from the consumer's validator; the others from the job's life.
+ */
+export type DeadLetterReason =
+  | "empty_message"
+  | "too_large"
+  | "malformed_json"
+  | "not_an_object"
+  | "invalid_store_id"
+  | "invalid_features"
+  | "wrong_feature_count"
+  | "non_finite_feature"
+  | "schema_decode_failed"
+  | "missing_prediction"
+  | "job_failed";
+
+/** One record for the dead-letter topic: the original key and bytes, and headers saying why and whence. */
+export interface DeadLetter {
+  readonly source: SourceRef;
+  readonly reason: DeadLetterReason;
+  readonly detail: string;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly originalHeaders?: IHeaders;
+  readonly jobId?: string;
+  readonly batchId?: string;
+}
+
+/** Header names on dead-letter records. */
+export const DLQ_HEADERS = {
+  reason: "dlq.reason",
+  detail: "dlq.detail",
+  sourceTopic: "dlq.source.topic",
+  sourcePartition: "dlq.source.partition",
+  sourceOffset: "dlq.source.offset",
+  sourceTimestamp: "dlq.source.timestamp",
+  failedAt: "dlq.failed.at",
+  jobId: "dlq.job.id",
+  batchId: "dlq.batch.id",
+} as const;
+
+export function deadLetterHeaders(letter: DeadLetter, failedAt: Date): IHeaders {
+  return {
+    // The event's own headers travel along; ours win on a clash.
+    ...letter.originalHeaders,
+    [DLQ_HEADERS.reason]: letter.reason,
+    [DLQ_HEADERS.detail]: letter.detail,
+    [DLQ_HEADERS.sourceTopic]: letter.source.topic,
+    [DLQ_HEADERS.sourcePartition]: String(letter.source.partition),
+    [DLQ_HEADERS.sourceOffset]: letter.source.offset,
+    [DLQ_HEADERS.sourceTimestamp]: String(letter.source.timestampMs),
+    [DLQ_HEADERS.failedAt]: failedAt.toISOString(),
+    ...(letter.jobId ? { [DLQ_HEADERS.jobId]: letter.jobId } : {}),
+    ...(letter.batchId ? { [DLQ_HEADERS.batchId]: letter.batchId } : {}),
+  };
+}

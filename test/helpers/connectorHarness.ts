@@ -1,0 +1,234 @@
+/**
+ * Runs the real connector against the stack the global setup found, with its own topics, containers and
+ * emulator, and reads back what it published. Nothing here is mocked: only the Azure ML endpoint is the emulator.
+ */
+import { BlobServiceClient } from "@azure/storage-blob";
+import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
+import type { IHeaders, Kafka } from "kafkajs";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { inject } from "vitest";
+import { createEmulator, type Emulator, type EmulatorFaults } from "../../emulator/index.ts";
+import { loadConfig } from "../../src/config/index.ts";
+import type { Config } from "../../src/config/types.ts";
+import { type Connector, startConnector } from "../../src/connector.ts";
+import { createTopics, testKafka, uniqueName } from "./kafka.ts";
+
+export interface HarnessOptions {
+  readonly partitions?: number;
+  readonly faults?: EmulatorFaults;
+  readonly emulator?: { coldStartMs?: number; runMs?: number };
+  /** Extra FC_* settings over the harness's fast defaults. */
+  readonly env?: Record<string, string>;
+}
+
+export interface PublishedPrediction {
+  readonly key: string;
+  readonly value: Record<string, unknown>;
+}
+
+export interface DeadLetterRecord {
+  readonly key: string | null;
+  readonly value: Buffer | null;
+  readonly headers: Record<string, string>;
+}
+
+/** The emulator's formula, written out here independently (emulator/README.md): round8(Σ (i+1)·f_i / n). */
+export function expectedPrediction(features: readonly number[]): number {
+  let sum = 0;
+  features.forEach((f, i) => {
+    sum += (i + 1) * f;
+  });
+  return Number((sum / features.length).toFixed(8));
+}
+
+export function features(seed: number, count = 13): number[] {
+  return Array.from({ length: count }, (_, i) => Number((((seed * 31 + i * 7) % 97) / 10).toFixed(3)));
+}
+
+function headersToStrings(headers: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers ?? {})) out[k] = Array.isArray(v) ? String(v[0]) : String(v);
+  return out;
+}
+
+export async function startHarness(options: HarnessOptions = {}) {
+  const stack = inject("stack");
+  const kafka: Kafka = testKafka();
+  const id = uniqueName("e2e");
+  const topics = { input: `${id}-in`, results: `${id}-out`, deadLetter: `${id}-dlq` };
+  await createTopics(kafka, [topics.input], options.partitions ?? 3);
+  await createTopics(kafka, [topics.results, topics.deadLetter], 2);
+
+  const blobs = BlobServiceClient.fromConnectionString(stack.blobConnectionString);
+  const inputContainer = `${id}-in`.slice(0, 63);
+  const outputContainer = `${id}-out`.slice(0, 63);
+  await blobs.getContainerClient(inputContainer).create();
+  await blobs.getContainerClient(outputContainer).create();
+
+  const emulator: Emulator = await createEmulator({
+    blobConnectionString: stack.blobConnectionString,
+    outputContainer,
+    coldStartMs: options.emulator?.coldStartMs ?? 100,
+    runMs: options.emulator?.runMs ?? 100,
+    ...(options.faults ? { faults: options.faults } : {}),
+  });
+
+  const env: Record<string, string> = {
+    FC_KAFKA_BROKERS: stack.kafkaBrokers.join(","),
+    FC_KAFKA_GROUP_ID: `${id}-group`,
+    FC_KAFKA_SESSION_TIMEOUT_MS: "10000",
+    FC_INPUT_TOPIC: topics.input,
+    FC_RESULTS_TOPIC: topics.results,
+    FC_DEAD_LETTER_TOPIC: topics.deadLetter,
+    FC_SCHEMA_REGISTRY_URL: stack.registryUrl,
+    FC_INPUT_STORAGE_CONNECTION_STRING: stack.blobConnectionString,
+    FC_INPUT_CONTAINER: inputContainer,
+    FC_OUTPUT_CONTAINER: outputContainer,
+    FC_ENDPOINT_SCORING_URI: emulator.scoringUri,
+    FC_AZURE_CREDENTIAL: "local-dev",
+    FC_BATCH_MAX_RECORDS: "25",
+    FC_BATCH_MAX_WAIT_MS: "300",
+    FC_JOB_POLL_INTERVAL_MS: "100",
+    FC_JOB_TIMEOUT_MS: "20000",
+    FC_HTTP_RETRY_DELAY_MS: "20",
+    FC_HTTP_MAX_RETRY_DELAY_MS: "200",
+    FC_HTTP_PORT: "0",
+    FC_LOG_LEVEL: "warn",
+    FC_SHUTDOWN_TIMEOUT_MS: "5000",
+    ...options.env,
+  };
+  const config: Config = loadConfig(env);
+  const registry = new SchemaRegistry({ host: stack.registryUrl });
+  const logger = pino({ level: process.env.FC_TEST_LOG_LEVEL ?? "warn" });
+  let connector: Connector | undefined = await startConnector(config, {
+    logger,
+    metricsRegistry: new Registry(),
+  });
+
+  /** Reads a topic from the beginning until `until` says enough or the time runs out. */
+  const readTopic = async <T>(
+    topic: string,
+    map: (m: { key: Buffer | null; value: Buffer | null; headers?: IHeaders }) => Promise<T>,
+    until: (items: T[]) => boolean,
+    timeoutMs = 60_000,
+  ): Promise<T[]> => {
+    const consumer = kafka.consumer({ groupId: uniqueName("reader") });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    const items: T[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`${topic}: ${items.length} records after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        if (until(items)) {
+          clearTimeout(timer);
+          resolve();
+        }
+        void consumer.run({
+          eachMessage: async ({ message }) => {
+            items.push(await map(message));
+            if (until(items)) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+        });
+      });
+      // Linger a little: anything beyond the expected count (a duplicate) must show up too.
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      await consumer.disconnect();
+    }
+    return items;
+  };
+
+  return {
+    config,
+    topics,
+    emulator,
+    kafka,
+    registry,
+    get connector(): Connector {
+      return connector as Connector;
+    },
+    async produce(messages: ReadonlyArray<{ key?: string; value: Buffer | string; headers?: IHeaders }>) {
+      const producer = kafka.producer();
+      await producer.connect();
+      await producer.send({
+        topic: topics.input,
+        messages: messages.map((m) => ({ key: m.key ?? null, ...m })),
+      });
+      await producer.disconnect();
+    },
+    readPredictions(count: number, timeoutMs?: number): Promise<PublishedPrediction[]> {
+      return readTopic(
+        topics.results,
+        async (m) => ({
+          key: m.key?.toString() ?? "",
+          value: (await registry.decode(m.value as Buffer)) as Record<string, unknown>,
+        }),
+        (items) => items.length >= count,
+        timeoutMs,
+      );
+    },
+    readDeadLetters(count: number, timeoutMs?: number): Promise<DeadLetterRecord[]> {
+      return readTopic(
+        topics.deadLetter,
+        async (m) => ({
+          key: m.key?.toString() ?? null,
+          value: m.value,
+          headers: headersToStrings(m.headers),
+        }),
+        (items) => items.length >= count,
+        timeoutMs,
+      );
+    },
+    /** Committed offsets of the connector's group, and each partition's end, once they are equal or time runs out. */
+    async waitForCommitsAtEnd(timeoutMs = 30_000) {
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const ends = await admin.fetchTopicOffsets(topics.input);
+          const committed = await admin.fetchOffsets({
+            groupId: config.kafka.groupId,
+            topics: [topics.input],
+          });
+          const byPartition = new Map(committed[0]?.partitions.map((p) => [p.partition, p.offset]) ?? []);
+          const rows = ends.map((e) => ({
+            partition: e.partition,
+            end: e.high,
+            committed: byPartition.get(e.partition),
+          }));
+          if (rows.every((r) => r.committed === r.end) || Date.now() > deadline) return rows;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      } finally {
+        await admin.disconnect();
+      }
+    },
+    async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+      const metric = await (connector as Connector).metrics.registry.getSingleMetric(name)?.get();
+      if (!metric) throw new Error(`no metric ${name}`);
+      return metric.values
+        .filter((v) => Object.entries(labels).every(([k, value]) => String(v.labels[k]) === value))
+        .reduce((sum, v) => sum + v.value, 0);
+    },
+    async stopConnector() {
+      await connector?.stop();
+      connector = undefined;
+    },
+    async restartConnector() {
+      await connector?.stop();
+      connector = await startConnector(config, { logger, metricsRegistry: new Registry() });
+    },
+    async close() {
+      await connector?.stop();
+      await emulator.close();
+    },
+  };
+}
