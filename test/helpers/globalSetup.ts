@@ -7,9 +7,12 @@
  *      stopped at the end.
  * A missing prerequisite fails the run with what to install; no test is ever skipped for want of a service.
  */
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { DEFAULT_KAFKA_VERSION } from "../../stack/src/artifacts.ts";
-import { freePort, killProcessGroupNow } from "../../stack/src/processes.ts";
+import { stackDir } from "../../stack/src/paths.ts";
+import { freePort, isAlive, killProcessGroupNow } from "../../stack/src/processes.ts";
 import { startStack } from "../../stack/src/stack.ts";
 import type { StackEndpoints } from "../../stack/src/types.ts";
 import { containerRuntimeAvailable, startContainerStack } from "./containers.ts";
@@ -45,6 +48,18 @@ function endpointsFromEnv(): StackEndpoints | undefined {
   };
 }
 
+/** Folders of earlier test runs whose vitest process is gone and services stopped: their logs are no longer needed. */
+function pruneFinishedTestStacks(): void {
+  const root = stackDir("");
+  if (!existsSync(root)) return;
+  for (const name of readdirSync(root)) {
+    const pid = Number(name.slice("test-".length));
+    if (name.startsWith("test-") && !isAlive(pid) && !existsSync(join(root, name, "state.json"))) {
+      rmSync(join(root, name), { recursive: true, force: true });
+    }
+  }
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const kafkaVersion = process.env.FC_KAFKA_VERSION || DEFAULT_KAFKA_VERSION;
   const fromEnv = endpointsFromEnv();
@@ -58,9 +73,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
     return containers.stop;
   }
   const started = Date.now();
+  const stackName = `test-${process.pid}`;
+  pruneFinishedTestStacks();
   const stack = await startStack({
-    // One test stack at a time: its folder (.stack/test/) keeps the logs of the last run.
-    name: "test",
+    // Its own folder per run (.stack/test-<pid>/), so parallel runs never stop each other's services.
+    name: stackName,
     kafkaVersion,
     ports: {
       kafka: await freePort(),
