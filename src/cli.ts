@@ -33,6 +33,7 @@ async function main(command: string | undefined): Promise<number> {
   }
 
   const logger = createLogger(config.observability.logLevel);
+  routeProcessWarnings(logger);
   logger.info({ config: redactedConfig(config) }, "configuration loaded");
   let connector: Connector;
   try {
@@ -60,6 +61,18 @@ async function main(command: string | undefined): Promise<number> {
     process.once("SIGINT", shutdown);
   });
   return 0;
+}
+
+/**
+ * Process warnings go to the structured log instead of bare stderr lines. kafkajs 2.2.4 arms a timer with a
+ * negative delay when it is not throttled (throttledUntil = -1); Node clamps it to 1 ms and warns: harmless noise.
+ */
+function routeProcessWarnings(logger: ReturnType<typeof createLogger>): void {
+  process.removeAllListeners("warning");
+  process.on("warning", (warning) => {
+    if (warning.name === "TimeoutNegativeWarning") return;
+    logger.warn({ warning: { name: warning.name, message: warning.message } }, "process warning");
+  });
 }
 
 main(process.argv[2]).then(

@@ -1,4 +1,4 @@
-import type { Kafka, Message, Producer } from "kafkajs";
+import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
 import { type DeadLetter, deadLetterHeaders } from "./deadLetter.ts";
 import type { PredictionEncoder, PredictionRecord } from "./predictionRecord.ts";
 
@@ -21,7 +21,12 @@ export interface Publisher {
 
 /** The connector's one idempotent producer, for the results topic and the dead-letter topic. */
 export function createPublisher(options: PublisherOptions): Publisher {
-  const producer: Producer = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producer: Producer = options.kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    // The Java client's murmur2 partitioning: a store's forecasts land where Java producers would put them.
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
 
   return {
     connect: () => producer.connect(),

@@ -31,6 +31,8 @@ export interface StartStackOptions {
   readonly ports: StackPorts;
   /** Also run the batch-endpoint emulator as a process (for people and the demo; tests start their own). */
   readonly withEmulator?: boolean;
+  /** EMULATOR_* settings for that process (cold start, run time, faults): see emulator/README.md. */
+  readonly emulatorEnv?: Readonly<Record<string, string>>;
 }
 
 export interface LocalStackEndpoints extends StackEndpoints {
@@ -116,6 +118,7 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
           port: options.ports.emulator,
           blobConnectionString: azurite.connectionString,
           dir: join(dir, "emulator"),
+          ...(options.emulatorEnv ? { env: options.emulatorEnv } : {}),
         }),
       );
       emulatorScoringUri = emulator.scoringUri;

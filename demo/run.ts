@@ -1,0 +1,191 @@
+/**
+ * `npm run demo`: a newcomer's first run. Starts the local stack (Kafka, schema registry, Azurite, the
+ * batch-endpoint emulator), runs `forecast-connector run` as its own process, publishes sample feature
+ * events (a few of them invalid), and prints the forecasts and dead letters as they arrive.
+ *
+ *   npm run demo              keeps running after the sample until Ctrl-C (metrics stay up)
+ *   npm run demo -- --once    stops everything once every sample event is accounted for
+ */
+import { spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
+import { BlobServiceClient } from "@azure/storage-blob";
+import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
+import { Kafka, logLevel } from "kafkajs";
+import { repoRoot } from "../stack/src/paths.ts";
+import { freePort } from "../stack/src/processes.ts";
+import { startStack } from "../stack/src/stack.ts";
+
+const once = process.argv.includes("--once");
+const VALID_EVENTS = 40;
+const STORES = ["CA_1", "CA_2", "CA_3", "TX_1", "TX_2", "TX_3", "WI_1", "WI_2", "WI_3", "WI_4"];
+const INVALID = [
+  { why: "not JSON", value: "{store_id: CA_1" },
+  {
+    why: "12 features instead of 13",
+    value: JSON.stringify({ store_id: "CA_1", features: Array(12).fill(0.5) }),
+  },
+  { why: "no store_id", value: JSON.stringify({ features: Array(13).fill(0.5) }) },
+  {
+    why: "a feature that is not a number",
+    value: JSON.stringify({ store_id: "TX_9", features: [..."abcdefghijklm"] }),
+  },
+];
+
+function sampleFeatures(i: number): number[] {
+  return Array.from({ length: 13 }, (_, k) => Number((((i * 13 + k * 7) % 50) / 50).toFixed(2)));
+}
+
+async function main(): Promise<void> {
+  console.log("Starting the local stack (first run fetches Kafka and the registry with Maven)...");
+  const metricsPort = await freePort();
+  const stack = await startStack({
+    name: "demo",
+    ports: {
+      kafka: await freePort(),
+      kafkaController: await freePort(),
+      registry: await freePort(),
+      azurite: await freePort(),
+      emulator: await freePort(),
+    },
+    withEmulator: true,
+    // Seconds, not minutes: long enough to watch a job go NotStarted -> Queued -> Running -> Completed.
+    emulatorEnv: { EMULATOR_COLD_START_MS: "2000", EMULATOR_RUN_MS: "1500" },
+  });
+  const e = stack.endpoints;
+  let connector: ReturnType<typeof spawn> | undefined;
+  const stopAll = async () => {
+    if (connector && connector.exitCode === null) {
+      connector.kill("SIGTERM");
+      await new Promise((resolve) => connector?.once("exit", resolve));
+    }
+    await stack.stop();
+  };
+  process.once("SIGINT", () => {
+    console.log("\nStopping...");
+    void stopAll().then(() => process.exit(0));
+  });
+
+  try {
+    const blobs = BlobServiceClient.fromConnectionString(e.blobConnectionString);
+    await blobs.getContainerClient("feature-batches").createIfNotExists();
+    await blobs.getContainerClient("azureml-blobstore").createIfNotExists();
+
+    const env = {
+      ...process.env,
+      FC_KAFKA_BROKERS: e.kafkaBrokers.join(","),
+      FC_INPUT_TOPIC: "store-features",
+      FC_RESULTS_TOPIC: "store-forecasts",
+      FC_DEAD_LETTER_TOPIC: "store-features-dlq",
+      FC_CREATE_TOPICS: "true",
+      FC_TOPIC_PARTITIONS: "3",
+      FC_SCHEMA_REGISTRY_URL: e.registryUrl,
+      FC_INPUT_STORAGE_CONNECTION_STRING: e.blobConnectionString,
+      FC_INPUT_CONTAINER: "feature-batches",
+      FC_ENDPOINT_SCORING_URI: e.emulatorScoringUri as string,
+      FC_AZURE_CREDENTIAL: "local-dev",
+      FC_BATCH_MAX_RECORDS: "15",
+      FC_BATCH_MAX_WAIT_MS: "2000",
+      FC_JOB_POLL_INTERVAL_MS: "500",
+      FC_HTTP_PORT: String(metricsPort),
+    };
+    const logFile = join(stack.dir, "connector.log");
+    const log = createWriteStream(logFile);
+    connector = spawn(process.execPath, [join(repoRoot, "src", "cli.ts"), "run"], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    connector.stdout?.pipe(log);
+    connector.stderr?.pipe(log);
+    await waitForReady(metricsPort, connector);
+
+    console.log(`
+Local stack and connector are up:
+  Kafka              ${e.kafkaBrokers.join(",")}   topics store-features -> store-forecasts, store-features-dlq
+  Schema registry    ${e.registryUrl}
+  Blob storage       ${e.blobEndpoint} (Azurite)
+  Batch endpoint     ${e.emulatorScoringUri} (the local emulator, standing in for Azure ML)
+  Metrics            http://127.0.0.1:${metricsPort}/metrics   (health: /healthz, /readyz)
+  Connector log      ${logFile}
+`);
+
+    const kafka = new Kafka({ clientId: "demo", brokers: [...e.kafkaBrokers], logLevel: logLevel.NOTHING });
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({
+      topic: "store-features",
+      messages: [
+        ...Array.from({ length: VALID_EVENTS }, (_, i) => {
+          const store = STORES[i % STORES.length] as string;
+          return { key: store, value: JSON.stringify({ store_id: store, features: sampleFeatures(i) }) };
+        }),
+        ...INVALID.map((bad, i) => ({ key: `bad-${i}`, value: bad.value })),
+      ],
+    });
+    await producer.disconnect();
+    console.log(
+      `Published ${VALID_EVENTS} feature events and ${INVALID.length} invalid ones. Waiting for forecasts...\n`,
+    );
+
+    const registry = new SchemaRegistry({ host: e.registryUrl });
+    const consumer = kafka.consumer({ groupId: `demo-reader-${Date.now()}` });
+    await consumer.connect();
+    await consumer.subscribe({ topics: ["store-forecasts", "store-features-dlq"], fromBeginning: true });
+    let forecasts = 0;
+    let deadLetters = 0;
+    const done = new Promise<void>((resolve) => {
+      void consumer.run({
+        eachMessage: async ({ topic, message }) => {
+          if (topic === "store-forecasts") {
+            const r = (await registry.decode(message.value as Buffer)) as Record<string, unknown>;
+            forecasts++;
+            console.log(
+              `forecast     ${String(r.store_id).padEnd(5)} ${Number(r.prediction).toFixed(8).padStart(12)}   ` +
+                `job ${r.job_id}  from partition ${r.source_partition} offset ${r.source_offset}`,
+            );
+          } else {
+            const h = message.headers ?? {};
+            deadLetters++;
+            console.log(`dead letter  ${String(h["dlq.reason"])}: ${String(h["dlq.detail"])}`);
+          }
+          if (forecasts >= VALID_EVENTS && deadLetters >= INVALID.length) resolve();
+        },
+      });
+    });
+    await done;
+    await consumer.disconnect();
+    console.log(
+      `\nAll ${VALID_EVENTS + INVALID.length} events accounted for: ${forecasts} forecasts, ${deadLetters} dead letters.`,
+    );
+    console.log(`Metrics: curl -s http://127.0.0.1:${metricsPort}/metrics | grep forecast_connector_`);
+    if (once) {
+      await stopAll();
+      return;
+    }
+    console.log("Press Ctrl-C to stop the connector and the stack.");
+    await new Promise(() => {});
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+async function waitForReady(port: number, child: ReturnType<typeof spawn>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null)
+      throw new Error(`the connector exited with code ${child.exitCode}; see its log`);
+    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error("the connector was not ready within 60 s");
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exitCode = 1;
+});

@@ -1,0 +1,100 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { BlobServiceClient } from "@azure/storage-blob";
+import { describe, expect, inject, it } from "vitest";
+import { createEmulator } from "../../emulator/index.ts";
+import { freePort } from "../../stack/src/processes.ts";
+import { uniqueName } from "../helpers/kafka.ts";
+
+const CLI = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
+
+interface Run {
+  readonly exitCode: Promise<number | null>;
+  readonly output: () => string;
+  readonly child: ReturnType<typeof spawn>;
+}
+
+function runCli(env: Record<string, string>): Run {
+  const child = spawn(process.execPath, [CLI, "run"], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (chunk) => {
+    output += chunk;
+  });
+  child.stderr.on("data", (chunk) => {
+    output += chunk;
+  });
+  const exitCode = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { exitCode, output: () => output, child };
+}
+
+async function baseEnv(id: string, scoringUri: string) {
+  const stack = inject("stack");
+  const blobs = BlobServiceClient.fromConnectionString(stack.blobConnectionString);
+  await blobs.getContainerClient(`${id}-in`).createIfNotExists();
+  await blobs.getContainerClient(`${id}-out`).createIfNotExists();
+  return {
+    FC_KAFKA_BROKERS: stack.kafkaBrokers.join(","),
+    FC_KAFKA_GROUP_ID: `${id}-group`,
+    FC_INPUT_TOPIC: `${id}-in`,
+    FC_RESULTS_TOPIC: `${id}-out`,
+    FC_DEAD_LETTER_TOPIC: `${id}-dlq`,
+    FC_SCHEMA_REGISTRY_URL: stack.registryUrl,
+    FC_INPUT_STORAGE_CONNECTION_STRING: stack.blobConnectionString,
+    FC_INPUT_CONTAINER: `${id}-in`,
+    FC_OUTPUT_CONTAINER: `${id}-out`,
+    FC_ENDPOINT_SCORING_URI: scoringUri,
+    FC_AZURE_CREDENTIAL: "local-dev",
+    FC_HTTP_PORT: String(await freePort()),
+    FC_SHUTDOWN_TIMEOUT_MS: "3000",
+  };
+}
+
+describe("forecast-connector run", () => {
+  it("refuses to start, naming each missing topic and container, with exit code 2", async () => {
+    const id = uniqueName("cli-missing");
+    const env = await baseEnv(id, "http://127.0.0.1:9/jobs");
+    const run = runCli({ ...env, FC_OUTPUT_CONTAINER: `${id}-nowhere` });
+    expect(await run.exitCode).toBe(2);
+    const output = run.output();
+    expect(output).toContain(`Kafka topic \\"${id}-in\\" does not exist`);
+    expect(output).toContain(`${id}-out`);
+    expect(output).toContain(`${id}-dlq`);
+    expect(output).toContain(`output container \\"${id}-nowhere\\" does not exist`);
+  });
+
+  it("starts, reports ready, and on SIGTERM stops within the shutdown bound with exit code 0", async () => {
+    const id = uniqueName("cli-run");
+    const emulator = await createEmulator({ blobConnectionString: inject("stack").blobConnectionString });
+    try {
+      const env = { ...(await baseEnv(id, emulator.scoringUri)), FC_CREATE_TOPICS: "true" };
+      const run = runCli(env);
+      const deadline = Date.now() + 60_000;
+      let ready = false;
+      while (!ready && Date.now() < deadline) {
+        ready = await fetch(`http://127.0.0.1:${env.FC_HTTP_PORT}/readyz`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (!ready) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(ready, run.output()).toBe(true);
+      const metrics = await (await fetch(`http://127.0.0.1:${env.FC_HTTP_PORT}/metrics`)).text();
+      expect(metrics).toContain("forecast_connector_events_consumed_total 0");
+      expect((await fetch(`http://127.0.0.1:${env.FC_HTTP_PORT}/healthz`)).status).toBe(200);
+
+      const stopAsked = Date.now();
+      run.child.kill("SIGTERM");
+      expect(await run.exitCode).toBe(0);
+      // FC_SHUTDOWN_TIMEOUT_MS (3 s) for work in flight plus the consumer leaving its group.
+      expect(Date.now() - stopAsked).toBeLessThan(15_000);
+      expect(run.output()).toContain('"msg":"stopped"');
+      // Logs are JSON lines: nothing else on the process's output.
+      for (const line of run.output().trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow();
+    } finally {
+      await emulator.close();
+    }
+  });
+});
