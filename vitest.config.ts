@@ -2,6 +2,8 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
+    // Test producers use kafkajs's default partitioner knowingly: no need to be told at each one.
+    env: { KAFKAJS_NO_PARTITIONER_WARNING: "1" },
     projects: [
       {
         test: {

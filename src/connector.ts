@@ -212,6 +212,7 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     sessionTimeoutMs: config.kafka.sessionTimeoutMs,
     onMessages: (messages) => (pipeline as Pipeline).handleMessages(messages),
     onAssignment: (assigned, lost) => {
+      metrics.consumerGroupJoins.inc();
       if (lost.length > 0) coordinator.revoke(config.kafka.inputTopic, lost);
       logger.info({ assigned, lost }, "partitions assigned");
     },

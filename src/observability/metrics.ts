@@ -134,6 +134,16 @@ export function createMetrics(registry: Registry = new Registry()) {
       labelNames: ["partition"] as const,
       registers,
     }),
+    consumerGroupJoins: new Counter({
+      name: `${p}consumer_group_joins_total`,
+      help: "Times this member joined its consumer group (1 plus one per rebalance it took part in).",
+      registers,
+    }),
+    consumerPauses: new Counter({
+      name: `${p}consumer_pauses_total`,
+      help: "Times the input was paused because in-flight work reached its bound.",
+      registers,
+    }),
     consumerPaused: new Gauge({
       name: `${p}consumer_paused`,
       help: "1 while the consumer is paused because in-flight work reached its bound.",

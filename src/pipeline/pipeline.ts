@@ -54,6 +54,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     if (full && !consumer.isPaused()) {
       consumer.pause();
       metrics.consumerPaused.set(1);
+      metrics.consumerPauses.inc();
       logger.info(
         { eventsInFlight: events, jobsInFlight: jobsInFlight() },
         "input paused: in-flight work at its bound",
