@@ -68,9 +68,10 @@ export type KnownJobStatus =
 
 export const TERMINAL_JOB_STATUSES: ReadonlySet<string> = new Set(["Completed", "Failed", "Canceled"]);
 
-/** One parsed row of predictions.csv. */
-export interface PredictionRow {
-  readonly fileName: string;
-  readonly storeId: string;
-  readonly prediction: number;
-}
+/**
+ * One parsed row of predictions.csv. Scoring scripts write the store_id; MLflow deployments write instead
+ * the row's 0-based position in the input file (`row prediction file`), which identifies it just as well.
+ */
+export type PredictionRow =
+  | { readonly fileName: string; readonly storeId: string; readonly prediction: number }
+  | { readonly fileName: string; readonly rowIndex: number; readonly prediction: number };

@@ -6,6 +6,7 @@ import type { BatchMember, PredictionRow } from "../types.ts";
  * Rule: the k-th row for store X in file F is the prediction of the k-th event of store X in the batch
  * whose file is F. Rows of different stores may come in any order (mini-batches finish in any order);
  * rows of one store keep the input file's order, which is what the endpoint promises per file.
+ * MLflow output names no store but the row's position in file F: that position is the member's index.
  */
 
 export interface BatchForMatching {
@@ -78,6 +79,18 @@ export function createPredictionMatcher(batch: BatchForMatching): PredictionMatc
   let duplicateRows = 0;
   let finished = false;
 
+  /** By position (MLflow): the member at that index, unless out of range or already predicted. */
+  const claim = (memberIndex: number, prediction: number): MatchedPrediction | undefined => {
+    const member = members[memberIndex];
+    if (member === undefined || predictionByMember.has(memberIndex)) {
+      unmatchedRows += 1;
+      if (member !== undefined) duplicateRows += 1;
+      return undefined;
+    }
+    predictionByMember.set(memberIndex, prediction);
+    return { member, memberIndex, prediction };
+  };
+
   return {
     add(row: PredictionRow): MatchedPrediction | undefined {
       if (finished) throw new Error("prediction matcher is finished");
@@ -85,6 +98,7 @@ export function createPredictionMatcher(batch: BatchForMatching): PredictionMatc
         unmatchedRows += 1;
         return undefined;
       }
+      if ("rowIndex" in row) return claim(row.rowIndex, row.prediction);
       // Rows are trimmed by the parser; trim again so a hand-built row matches the same way.
       const queue = queues.get(row.storeId.trim());
       if (queue === undefined) {

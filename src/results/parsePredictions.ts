@@ -23,11 +23,10 @@ export type ParsedPredictionLine =
 export type PredictionDelimiter = " " | "," | "\t";
 
 /** Where the three values sit in a line, by field index. */
-export interface PredictionColumns {
-  readonly fileName: number;
-  readonly storeId: number;
-  readonly prediction: number;
-}
+/** Column positions. A row is identified by storeId, or, in MLflow output, by rowIndex (its position in the file). */
+export type PredictionColumns =
+  | { readonly fileName: number; readonly storeId: number; readonly prediction: number }
+  | { readonly fileName: number; readonly rowIndex: number; readonly prediction: number };
 
 /** What the sniffer decided; handed to onFormat so it can be logged once per file. */
 export interface PredictionsFormat {
@@ -64,11 +63,12 @@ export interface ParsePredictionsOptions {
 const DELIMITERS: readonly PredictionDelimiter[] = ["\t", ",", " "];
 
 /** Header names seen in the wild for each value, lower-cased. MLflow writes `file`, scripts `file_name`. */
-const COLUMN_ALIASES: Readonly<Record<keyof PredictionColumns, readonly string[]>> = {
+const COLUMN_ALIASES = {
   fileName: ["file_name", "filename", "file"],
   storeId: ["store_id", "storeid", "store"],
+  rowIndex: ["row", "row_index", "index"],
   prediction: ["prediction", "predictions", "pred"],
-};
+} as const satisfies Record<string, readonly string[]>;
 const KNOWN_HEADER_NAMES = new Set(["row", ...Object.values(COLUMN_ALIASES).flat()]);
 
 /** A plain decimal number, as Python prints floats and ints (no hex, no `inf`, no `nan`, no empty string). */
@@ -228,13 +228,18 @@ function looksLikeHeader(fields: readonly string[]): boolean {
 }
 
 function columnsFromHeader(header: readonly string[]): PredictionColumns | string {
-  const find = (key: keyof PredictionColumns) =>
-    header.findIndex((name) => COLUMN_ALIASES[key].includes(name));
+  const find = (key: keyof typeof COLUMN_ALIASES) =>
+    header.findIndex((name) => (COLUMN_ALIASES[key] as readonly string[]).includes(name));
   const fileName = find("fileName");
   const storeId = find("storeId");
+  const rowIndex = find("rowIndex");
   const prediction = find("prediction");
+  // MLflow: no store_id, but the row's position in the input file.
+  if (storeId === -1 && rowIndex !== -1 && fileName !== -1 && prediction !== -1) {
+    return { fileName, rowIndex, prediction };
+  }
   const absent = [
-    storeId === -1 ? "store_id" : undefined,
+    storeId === -1 ? "store_id (or row)" : undefined,
     fileName === -1 ? "file_name" : undefined,
     prediction === -1 ? "prediction" : undefined,
   ].filter((name) => name !== undefined);
@@ -245,6 +250,7 @@ function columnsFromHeader(header: readonly string[]): PredictionColumns | strin
 }
 
 const POSITIONAL: PredictionColumns = Object.freeze({ fileName: 0, storeId: 1, prediction: 2 });
+const MLFLOW_POSITIONAL: PredictionColumns = Object.freeze({ rowIndex: 0, prediction: 1, fileName: 2 });
 
 function detectFormat(sample: readonly string[], forced: PredictionDelimiter | undefined): PredictionsFormat {
   interface Candidate {
@@ -279,8 +285,7 @@ function detectFormat(sample: readonly string[], forced: PredictionDelimiter | u
       : { ...shape, columns, problem: undefined };
   }
   const shape = { delimiter: best.delimiter, header: undefined, fieldCount: 3 };
-  // Headerless MLflow output is `row prediction file`: an index, a number, a name. Say so rather than
-  // report each line as "prediction is not a number".
+  // Headerless MLflow output is `row prediction file`: an index, a number, a name.
   const mlflowLike = best.rows.filter(
     (f) =>
       f.length === 3 &&
@@ -289,9 +294,7 @@ function detectFormat(sample: readonly string[], forced: PredictionDelimiter | u
       parsePredictionValue(f[2] ?? "") === undefined,
   ).length;
   if (mlflowLike > 0 && mlflowLike * 2 > best.rows.length) {
-    const problem =
-      "lines look like MLflow output (row, prediction, file) with no store_id: rows cannot be matched";
-    return { ...shape, columns: undefined, problem };
+    return { ...shape, columns: MLFLOW_POSITIONAL, problem: undefined };
   }
   return { ...shape, columns: POSITIONAL, problem: undefined };
 }
@@ -321,15 +324,22 @@ function interpret(
     const expected = format.header?.join(format.delimiter) ?? "file_name store_id prediction";
     return fail(`expected ${format.fieldCount} fields (${expected}), got ${fields.length}`);
   }
-  const fileName = (fields[format.columns.fileName] ?? "").trim();
-  const storeId = (fields[format.columns.storeId] ?? "").trim();
-  const predictionField = fields[format.columns.prediction] ?? "";
+  const columns = format.columns;
+  const fileName = (fields[columns.fileName] ?? "").trim();
+  const predictionField = fields[columns.prediction] ?? "";
   if (fileName === "") return fail("file_name is empty");
-  if (storeId === "") return fail("store_id is empty");
   const prediction = parsePredictionValue(predictionField);
   if (prediction === undefined) {
     return fail(`prediction ${JSON.stringify(truncate(predictionField, 40))} is not a finite number`);
   }
+  if ("rowIndex" in columns) {
+    const rowField = (fields[columns.rowIndex] ?? "").trim();
+    if (!/^\d{1,9}$/.test(rowField))
+      return fail(`row ${JSON.stringify(truncate(rowField, 40))} is not an index`);
+    return { ok: true, line, row: { fileName, rowIndex: Number(rowField), prediction } };
+  }
+  const storeId = (fields[columns.storeId] ?? "").trim();
+  if (storeId === "") return fail("store_id is empty");
   return { ok: true, line, row: { fileName, storeId, prediction } };
 }
 

@@ -198,4 +198,22 @@ describe("baseFileName", () => {
   ])("%j -> %j", (input, output) => {
     expect(baseFileName(input)).toBe(output);
   });
+
+  it("matches MLflow rows by their position in the input file", () => {
+    const batch = { fileName: "b-9.json", members: members("CA_1", "CA_1", "TX_1") };
+    const result = matchPredictions(batch, [
+      { fileName: "b-9.json", rowIndex: 2, prediction: 3 },
+      { fileName: "b-9.json", rowIndex: 0, prediction: 1 },
+      { fileName: "b-9.json", rowIndex: 0, prediction: 9 },
+      { fileName: "b-9.json", rowIndex: 7, prediction: 9 },
+      { fileName: "other.json", rowIndex: 1, prediction: 9 },
+    ]);
+    expect(result.predictions.map((p) => [p.memberIndex, p.prediction])).toEqual([
+      [0, 1],
+      [2, 3],
+    ]);
+    expect(result.missing.map((m) => m.memberIndex)).toEqual([1]);
+    expect(result.unmatchedRows).toBe(3);
+    expect(result.duplicateRows).toBe(1);
+  });
 });

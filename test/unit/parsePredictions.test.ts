@@ -32,9 +32,16 @@ async function parseText(text: string, options?: ParsePredictionsOptions) {
   return { lines, format: format as PredictionsFormat };
 }
 
-/** The ok rows as [fileName, storeId, prediction, line] tuples: easy to compare in full. */
+/** The ok rows as [fileName, storeId (or MLflow's row index), prediction, line] tuples: easy to compare in full. */
 function okRows(lines: readonly ParsedPredictionLine[]) {
-  return lines.filter((l) => l.ok).map((l) => [l.row.fileName, l.row.storeId, l.row.prediction, l.line]);
+  return lines
+    .filter((l) => l.ok)
+    .map((l) => [
+      l.row.fileName,
+      "storeId" in l.row ? l.row.storeId : l.row.rowIndex,
+      l.row.prediction,
+      l.line,
+    ]);
 }
 
 function failures(lines: readonly ParsedPredictionLine[]) {
@@ -112,22 +119,30 @@ describe("parsePredictions: shapes seen in the wild", () => {
     expect(failures(lines)).toEqual([]);
   });
 
-  it("reports MLflow's row,prediction,file_name output as unmatchable, line by line", async () => {
-    const { lines, format } = await parseText("row,prediction,file_name\n0,2.5,b-1.json\n1,3.5,b-1.json\n");
-    expect(format.columns).toBeUndefined();
-    expect(format.problem).toMatch(/no store_id column/);
-    expect(failures(lines)).toEqual([
-      [2, expect.stringMatching(/no store_id column: rows cannot be matched/), "0,2.5,b-1.json"],
-      [3, expect.stringMatching(/no store_id/), "1,3.5,b-1.json"],
+  it("reads MLflow's row,prediction,file_name output: rows identified by their position in the file", async () => {
+    const { lines, format } = await parseText("row,prediction,file_name\n0,2.5,b-1.json\n1,[3.5],b-1.json\n");
+    expect(format.columns).toEqual({ rowIndex: 0, prediction: 1, fileName: 2 });
+    expect(okRows(lines)).toEqual([
+      ["b-1.json", 0, 2.5, 2],
+      ["b-1.json", 1, 3.5, 3],
     ]);
-    expect(okRows(lines)).toEqual([]);
   });
 
-  it("says so when headerless lines look like MLflow's row/prediction/file", async () => {
-    const { lines, format } = await parseText("0 2.5 b-1.json\n1 3.5 b-1.json\n");
-    expect(format.problem).toMatch(/MLflow/);
-    expect(lines.map((l) => l.ok)).toEqual([false, false]);
-    expect(failures(lines)[0]?.[1]).toMatch(/no store_id/);
+  it("recognises headerless MLflow lines (row prediction file) and rejects a row that is not an index", async () => {
+    const { lines, format } = await parseText("0 2.5 b-1.json\n1 3.5 b-1.json\nx 4.5 b-1.json\n");
+    expect(format.columns).toEqual({ rowIndex: 0, prediction: 1, fileName: 2 });
+    expect(okRows(lines)).toEqual([
+      ["b-1.json", 0, 2.5, 1],
+      ["b-1.json", 1, 3.5, 2],
+    ]);
+    expect(failures(lines)).toEqual([[3, expect.stringMatching(/not an index/), "x 4.5 b-1.json"]]);
+  });
+
+  it("reports a header with neither store_id nor row as unmatchable, line by line", async () => {
+    const { lines, format } = await parseText("prediction,file_name\n2.5,b-1.json\n");
+    expect(format.columns).toBeUndefined();
+    expect(format.problem).toMatch(/no store_id \(or row\) column/);
+    expect(failures(lines)).toEqual([[2, expect.stringMatching(/rows cannot be matched/), "2.5,b-1.json"]]);
   });
 
   it("unquotes double-quoted fields, including quoted reprs and embedded delimiters", async () => {
