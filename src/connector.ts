@@ -200,6 +200,8 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
   });
 
   let pipeline: Pipeline | undefined;
+  // Aborted when shutdown gives up on jobs still running: their batches end without an outcome.
+  const abandonBatches = new AbortController();
   const validator = createEventValidator(config.validation);
   const batcher = createBatcher({
     policy: createBatchPolicy(config.batch),
@@ -233,6 +235,8 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
         outputDatastore: config.endpoint.outputDatastore,
         jobTimeoutMs: config.jobs.timeoutMs,
         maxAttempts: config.jobs.maxAttempts,
+        submitRetryDelayMs: config.endpoint.httpRetryDelayMs,
+        signal: abandonBatches.signal,
         onEvent: onBatchEvent,
       }),
     maxJobsInFlight: config.jobs.maxInFlight,
@@ -277,6 +281,7 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
       logger.info({ jobsInFlight: runningPipeline.jobsInFlight() }, "stopping: no more fetching");
       inputConsumer.pause();
       // The open batch is never submitted: its events are uncommitted and will be consumed again.
+      runningPipeline.close();
       batcher.close();
       const drained = await Promise.race([
         runningPipeline.drain().then(() => true),

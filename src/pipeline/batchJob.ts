@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { BatchStore } from "../azure/blobStore.ts";
 import type { EndpointClient } from "../azure/endpointClient.ts";
 import { EndpointError } from "../azure/errors.ts";
@@ -61,6 +62,10 @@ export interface BatchJobDeps {
   readonly outputDatastore: string;
   readonly jobTimeoutMs: number;
   readonly maxAttempts: number;
+  /** First wait before resubmitting after the endpoint could not be reached at all; doubles up to 60 s. Default 1 s. */
+  readonly submitRetryDelayMs?: number;
+  /** Aborts the batch (shutdown): it then rejects, and its events stay uncommitted. */
+  readonly signal?: AbortSignal;
   readonly onEvent?: (event: BatchJobEvent) => void;
 }
 
@@ -76,13 +81,14 @@ export function repeatabilityId(batchId: string, attempt: number): string {
 /**
  * One batch through its life: open -> sealed (given) -> uploaded -> submitted -> finished -> results.
  * Failed or timed-out jobs are resubmitted up to maxAttempts; then the batch is reported failed.
+ * A submission the endpoint cannot take right now is retried without spending an attempt (see below).
  * It never publishes or commits: the coordinator does, from the BatchResult.
  */
 export async function runBatchJob(sealed: SealedBatch, deps: BatchJobDeps): Promise<BatchResult> {
   const emit = deps.onEvent ?? (() => {});
   const body = serializeBatch(sealed.rows);
   const uploadStarted = Date.now();
-  const uploaded = await deps.store.uploadBatch(sealed, body);
+  const uploaded = await deps.store.uploadBatch(sealed, body, deps.signal);
   emit({
     type: "uploaded",
     batchId: sealed.batchId,
@@ -108,31 +114,12 @@ export async function runBatchJob(sealed: SealedBatch, deps: BatchJobDeps): Prom
       jobId: `${batch.batchId}-attempt${attempt}`,
       batchId: batch.batchId,
     });
-    let jobId: string;
-    try {
-      const state = await deps.endpoint.submitJob({
-        inputUri: batch.folderUri,
-        inputType: "UriFolder",
-        repeatabilityId: repeatabilityId(batch.batchId, attempt),
-        ...(deps.apiFlavor === "v2"
-          ? { outputUri: `azureml://datastores/${deps.outputDatastore}/paths/${v2OutputPath}` }
-          : {}),
-      });
-      jobId = state.jobId;
-    } catch (error) {
-      const retriable = !(error instanceof EndpointError) || error.retriable;
-      lastDetail = `submission failed: ${(error as Error).message}`;
-      emit({
-        type: "submit_failed",
-        batchId: batch.batchId,
-        attempt,
-        error: (error as Error).message,
-        retriable,
-      });
-      // A request the endpoint rejects as such (400, 403) will be rejected again: do not spend attempts on it.
-      if (!retriable) break;
-      continue;
+    const submitted = await submitUntilAnswered(batch, attempt, v2OutputPath, deps, emit);
+    if (!submitted.ok) {
+      lastDetail = submitted.detail;
+      break; // the endpoint rejected this batch's request as such: another attempt would be rejected too
     }
+    const jobId = submitted.jobId;
     lastJobId = jobId;
     emit({ type: "submitted", batchId: batch.batchId, jobId, attempt });
 
@@ -147,6 +134,55 @@ export async function runBatchJob(sealed: SealedBatch, deps: BatchJobDeps): Prom
     return collectResults(batch, jobId, outputPath, deps, emit);
   }
   return { kind: "failed", batch, ...(lastJobId ? { jobId: lastJobId } : {}), detail: lastDetail };
+}
+
+/**
+ * HTTP statuses that say the request itself is wrong for this batch (bad input URI or body): resending it
+ * cannot help, so the batch fails at once. Anything else (401/403 while a role assignment is fixed, 404 of a
+ * redeployed endpoint, throttling, 5xx, network) is about the endpoint, not the batch.
+ */
+const BATCH_REJECTED_STATUSES: ReadonlySet<number> = new Set([400, 409, 413, 415, 422]);
+
+/**
+ * Submits one attempt. The HTTP pipeline has already retried transient failures; when even that fails and
+ * the fault is the endpoint's, the batch waits and tries again with the same repeatability id, rather than
+ * dead-lettering events for an outage: flow control pauses the input meanwhile, and the errors are in the
+ * logs and in forecast_connector_jobs_failed_total{reason="submit_error"}. Ends on the abort signal.
+ */
+async function submitUntilAnswered(
+  batch: UploadedBatchRecord,
+  attempt: number,
+  v2OutputPath: string,
+  deps: BatchJobDeps,
+  emit: (event: BatchJobEvent) => void,
+): Promise<{ ok: true; jobId: string } | { ok: false; detail: string }> {
+  for (let failures = 0; ; failures++) {
+    deps.signal?.throwIfAborted();
+    try {
+      const state = await deps.endpoint.submitJob({
+        inputUri: batch.folderUri,
+        inputType: "UriFolder",
+        repeatabilityId: repeatabilityId(batch.batchId, attempt),
+        ...(deps.apiFlavor === "v2"
+          ? { outputUri: `azureml://datastores/${deps.outputDatastore}/paths/${v2OutputPath}` }
+          : {}),
+        ...(deps.signal ? { abortSignal: deps.signal } : {}),
+      });
+      return { ok: true, jobId: state.jobId };
+    } catch (error) {
+      deps.signal?.throwIfAborted();
+      const message = (error as Error).message;
+      const rejected = error instanceof EndpointError && BATCH_REJECTED_STATUSES.has(error.status ?? 0);
+      emit({ type: "submit_failed", batchId: batch.batchId, attempt, error: message, retriable: !rejected });
+      if (rejected) return { ok: false, detail: `submission rejected: ${message}` };
+      const delayMs = Math.min((deps.submitRetryDelayMs ?? 1000) * 2 ** failures, 60_000);
+      await sleep(
+        delayMs * (0.8 + Math.random() * 0.4),
+        undefined,
+        deps.signal ? { signal: deps.signal } : {},
+      );
+    }
+  }
 }
 
 /** Streams predictions.csv, matching each row to its event as it arrives. */

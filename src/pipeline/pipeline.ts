@@ -29,7 +29,9 @@ export interface Pipeline {
   enqueue(batch: SealedBatch): void;
   /** Batches uploading, running or publishing, plus those waiting for a slot. */
   jobsInFlight(): number;
-  /** Resolves when every started batch has settled (or failed to), for shutdown. */
+  /** Shutdown: messages still being handed over are ignored (uncommitted, they are consumed again later). */
+  close(): void;
+  /** Resolves when every started batch and dead-letter settle has ended, for shutdown. */
   drain(): Promise<void>;
 }
 
@@ -42,6 +44,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const { consumer, coordinator, metrics, logger } = options;
   const waiting: SealedBatch[] = [];
   const running = new Set<Promise<void>>();
+  const settlingInvalid = new Set<Promise<void>>();
+  let closed = false;
 
   const jobsInFlight = () => running.size + waiting.length;
 
@@ -93,6 +97,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     async handleMessages(messages) {
       const invalid: InvalidEvent[] = [];
       for (const message of messages) {
+        if (closed) return;
         if (!coordinator.track(message.source)) continue; // already held here (refetch after a rebalance)
         metrics.eventsConsumed.inc();
         const result = await options.decoder.decode(message.value);
@@ -115,7 +120,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         }
       }
       if (invalid.length > 0) {
-        void coordinator.settleInvalid(invalid).finally(applyFlowControl);
+        const settle = coordinator.settleInvalid(invalid).finally(() => {
+          settlingInvalid.delete(settle);
+          applyFlowControl();
+        });
+        settlingInvalid.add(settle);
       }
       applyFlowControl();
     },
@@ -138,8 +147,14 @@ export function createPipeline(options: PipelineOptions): Pipeline {
 
     jobsInFlight,
 
+    close() {
+      closed = true;
+      waiting.length = 0; // sealed but not started: nothing of theirs left this process
+    },
+
     async drain() {
-      while (running.size > 0) await Promise.allSettled([...running]);
+      while (running.size + settlingInvalid.size > 0)
+        await Promise.allSettled([...running, ...settlingInvalid]);
     },
   };
 }
