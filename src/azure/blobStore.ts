@@ -38,6 +38,11 @@ function containerClient(location: BlobLocation, credential: TokenCredential): C
   return service.getContainerClient(location.container);
 }
 
+/** A container's URL without its query: with a SAS connection string the SDK's URL carries the signature. */
+function plainUrl(client: ContainerClient): string {
+  return client.url.split("?")[0] as string;
+}
+
 export function fillPathTemplate(template: string, ids: { jobId: string; batchId: string }): string {
   return template.replaceAll("{jobId}", ids.jobId).replaceAll("{batchId}", ids.batchId);
 }
@@ -58,7 +63,7 @@ export function createBatchStore(options: BatchStoreOptions): BatchStore {
         metadata: { batchid: batch.batchId, events: String(batch.members.length), trigger: batch.trigger },
         ...(abortSignal ? { abortSignal } : {}),
       });
-      return { folderUri: `${input.url}/${folder}`, blobPath };
+      return { folderUri: `${plainUrl(input)}/${folder}`, blobPath };
     },
 
     async readBatchRows(blobPath, abortSignal) {
@@ -90,7 +95,9 @@ export function createBatchStore(options: BatchStoreOptions): BatchStore {
       ] as const) {
         try {
           if (!(await client.exists(abortSignal ? { abortSignal } : {}))) {
-            problems.push(`${role} container "${client.containerName}" does not exist at ${client.url}`);
+            problems.push(
+              `${role} container "${client.containerName}" does not exist at ${plainUrl(client)}`,
+            );
           }
         } catch (error) {
           problems.push(

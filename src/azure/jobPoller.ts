@@ -67,7 +67,10 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
     job.polling = true;
     inFlight++;
     try {
-      const state = await options.client.getJob(job.jobId);
+      // A read hanging past the job's deadline must not delay its timeout.
+      const state = await options.client.getJob(job.jobId, {
+        abortSignal: AbortSignal.timeout(Math.max(1, job.deadlineMs - now())),
+      });
       if (state.status !== job.lastStatus) {
         job.lastStatus = state.status;
         options.onStatus?.(job.jobId, state.status);
@@ -80,7 +83,11 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
         return;
       }
     } catch (error) {
-      options.onPollError?.(job.jobId, error);
+      try {
+        options.onPollError?.(job.jobId, error);
+      } catch {
+        // A throwing listener must not break the schedule (kafkajs instrumentation does the same).
+      }
     } finally {
       job.polling = false;
       inFlight--;

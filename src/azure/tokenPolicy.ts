@@ -21,6 +21,15 @@ export interface EntraTokenPolicyOptions {
 
 export const entraTokenPolicyName = "entraTokenPolicy";
 
+function abortable<T>(promise: Promise<T>, signal: NonNullable<AbortSignalLike>): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error("the request was aborted"));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error("the request was aborted"));
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
 /**
  * Puts an Entra ID bearer token on every request. Unlike the SDK's bearerTokenAuthenticationPolicy, it
  * (1) renews the token and retries once on a bare 401, which the batch endpoint answers without a
@@ -32,9 +41,11 @@ export function entraTokenPolicy(options: EntraTokenPolicyOptions): PipelinePoli
   let current: AccessToken | undefined;
   let renewing: Promise<AccessToken> | undefined;
 
+  // The renewal is shared by every request waiting for it, so no single request's abort signal may end it;
+  // a request that is aborted stops waiting, the renewal goes on for the others.
   const renew = (cause: TokenRenewalCause, abortSignal?: AbortSignalLike): Promise<AccessToken> => {
     renewing ??= options.credential
-      .getToken(options.scope, abortSignal ? { abortSignal } : {})
+      .getToken(options.scope)
       .then((token) => {
         if (!token) throw new Error(`the credential returned no token for scope ${options.scope}`);
         current = token;
@@ -44,13 +55,19 @@ export function entraTokenPolicy(options: EntraTokenPolicyOptions): PipelinePoli
       .finally(() => {
         renewing = undefined;
       });
-    return renewing;
+    return abortSignal ? abortable(renewing, abortSignal) : renewing;
   };
 
   const validToken = (abortSignal?: AbortSignalLike): Promise<AccessToken> => {
-    if (!current) return renew("initial", abortSignal);
-    const refreshAt = current.refreshAfterTimestamp ?? current.expiresOnTimestamp - refreshBeforeExpiryMs;
-    return Date.now() >= refreshAt ? renew("expiry", abortSignal) : Promise.resolve(current);
+    const token = current;
+    if (!token) return renew("initial", abortSignal);
+    const refreshAt = token.refreshAfterTimestamp ?? token.expiresOnTimestamp - refreshBeforeExpiryMs;
+    if (Date.now() < refreshAt) return Promise.resolve(token);
+    // Until it expires the old token still works: a failed renewal is tried again on the next request.
+    return renew("expiry", abortSignal).catch((error: unknown) => {
+      if (Date.now() < token.expiresOnTimestamp) return token;
+      throw error;
+    });
   };
 
   return {
@@ -63,8 +80,12 @@ export function entraTokenPolicy(options: EntraTokenPolicyOptions): PipelinePoli
       request.headers.set("Authorization", `Bearer ${token.token}`);
       const response = await next(request);
       if (response.status !== 401) return response;
-      // The token may have been revoked or the clock skewed: renew once and try again.
-      const renewed = await renew("unauthorized", request.abortSignal);
+      // The token may have been revoked or the clock skewed: renew once and try again. If another request
+      // has renewed it since this one was sent, that renewal is the one to use.
+      const renewed =
+        current !== token
+          ? await validToken(request.abortSignal)
+          : await renew("unauthorized", request.abortSignal);
       request.headers.set("Authorization", `Bearer ${renewed.token}`);
       return next(request);
     },
