@@ -106,6 +106,58 @@ export async function startHarness(options: HarnessOptions = {}) {
     metricsRegistry: new Registry(),
   });
 
+  /** Reads every record of a topic, from the beginning up to each partition's end as it is now. */
+  const readTopicToEnd = async <T>(
+    topic: string,
+    map: (m: { key: Buffer | null; value: Buffer | null; headers?: IHeaders }) => Promise<T>,
+    timeoutMs = 30_000,
+  ): Promise<T[]> => {
+    const admin = kafka.admin();
+    await admin.connect();
+    const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
+    const remaining = new Map(
+      ends.filter((e) => BigInt(e.high) > BigInt(e.low)).map((e) => [e.partition, BigInt(e.high)]),
+    );
+    if (remaining.size === 0) return [];
+    const consumer = kafka.consumer({ groupId: uniqueName("reader") });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    const items: T[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`${topic}: ${items.length} records, not at the end after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        void consumer.run({
+          eachMessage: async ({ partition, message }) => {
+            const end = remaining.get(partition);
+            if (end === undefined || BigInt(message.offset) >= end) return;
+            items.push(await map(message));
+            if (BigInt(message.offset) + 1n >= end) remaining.delete(partition);
+            if (remaining.size === 0) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+        });
+      });
+    } finally {
+      await consumer.disconnect();
+    }
+    return items;
+  };
+
+  const decodePrediction = async (m: { key: Buffer | null; value: Buffer | null }) => ({
+    key: m.key?.toString() ?? "",
+    value: (await registry.decode(m.value as Buffer)) as Record<string, unknown>,
+  });
+  const toDeadLetter = async (m: { key: Buffer | null; value: Buffer | null; headers?: IHeaders }) => ({
+    key: m.key?.toString() ?? null,
+    value: m.value,
+    headers: headersToStrings(m.headers),
+  });
+
   /** Reads a topic from the beginning until `until` says enough or the time runs out. */
   const readTopic = async <T>(
     topic: string,
@@ -163,28 +215,55 @@ export async function startHarness(options: HarnessOptions = {}) {
       });
       await producer.disconnect();
     },
+    /**
+     * Produces each message to the partition it names and returns where each landed, in message order.
+     * One send per call: Kafka gives each partition's messages consecutive offsets from its base offset.
+     */
+    async produceTracked(
+      messages: ReadonlyArray<{ key?: string; value: Buffer | string; partition: number }>,
+    ): Promise<Array<{ partition: number; offset: string }>> {
+      const producer = kafka.producer();
+      await producer.connect();
+      try {
+        const metadata = await producer.send({
+          topic: topics.input,
+          messages: messages.map((m) => ({ key: m.key ?? null, value: m.value, partition: m.partition })),
+        });
+        const next = new Map(metadata.map((r) => [r.partition, BigInt(r.baseOffset as string)]));
+        return messages.map((m) => {
+          const offset = next.get(m.partition);
+          if (offset === undefined) throw new Error(`no produce metadata for partition ${m.partition}`);
+          next.set(m.partition, offset + 1n);
+          return { partition: m.partition, offset: offset.toString() };
+        });
+      } finally {
+        await producer.disconnect();
+      }
+    },
     readPredictions(count: number, timeoutMs?: number): Promise<PublishedPrediction[]> {
-      return readTopic(
-        topics.results,
-        async (m) => ({
-          key: m.key?.toString() ?? "",
-          value: (await registry.decode(m.value as Buffer)) as Record<string, unknown>,
-        }),
-        (items) => items.length >= count,
-        timeoutMs,
-      );
+      return readTopic(topics.results, decodePrediction, (items) => items.length >= count, timeoutMs);
     },
     readDeadLetters(count: number, timeoutMs?: number): Promise<DeadLetterRecord[]> {
-      return readTopic(
-        topics.deadLetter,
-        async (m) => ({
-          key: m.key?.toString() ?? null,
-          value: m.value,
-          headers: headersToStrings(m.headers),
-        }),
-        (items) => items.length >= count,
-        timeoutMs,
-      );
+      return readTopic(topics.deadLetter, toDeadLetter, (items) => items.length >= count, timeoutMs);
+    },
+    /** Every prediction on the results topic now: exact, no waiting for a count (read after the work is done). */
+    readAllPredictions(timeoutMs?: number): Promise<PublishedPrediction[]> {
+      return readTopicToEnd(topics.results, decodePrediction, timeoutMs);
+    },
+    /** Every record on the dead-letter topic now. */
+    readAllDeadLetters(timeoutMs?: number): Promise<DeadLetterRecord[]> {
+      return readTopicToEnd(topics.deadLetter, toDeadLetter, timeoutMs);
+    },
+    /** The rows of the batch files in a job's input folder (an emulator job's inputUri), in file order. */
+    async batchFileRows(folderUri: string): Promise<Array<{ store_id: string; features: number[] }>> {
+      const container = blobs.getContainerClient(inputContainer);
+      const folder = folderUri.slice(`${container.url}/`.length).replace(/\/+$/, "");
+      const rows: Array<{ store_id: string; features: number[] }> = [];
+      for await (const blob of container.listBlobsFlat({ prefix: `${folder}/` })) {
+        const body = await container.getBlobClient(blob.name).downloadToBuffer();
+        rows.push(...(JSON.parse(body.toString("utf8")) as typeof rows));
+      }
+      return rows;
     },
     /** Committed offsets of the connector's group, and each partition's end, once they are equal or time runs out. */
     async waitForCommitsAtEnd(timeoutMs = 30_000) {
