@@ -37,10 +37,8 @@ export interface BatchMember {
 
 /** A sealed batch: the unit uploaded as one file and scored by one job. */
 export interface SealedBatch {
-  /** Unique per batch; also the stem of the input file name, so predictions can never match another batch. */
+  /** Unique per batch; also the stem of its input files' names, so predictions can never match another batch. */
   readonly batchId: string;
-  /** Name of the input file, exactly as the endpoint will echo it in predictions.csv's file_name column. */
-  readonly fileName: string;
   readonly rows: readonly FeatureRow[];
   readonly members: readonly BatchMember[];
   readonly trigger: FlushTrigger;

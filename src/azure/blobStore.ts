@@ -2,7 +2,7 @@ import type { Readable } from "node:stream";
 import type { TokenCredential } from "@azure/core-auth";
 import { BlobServiceClient, type ContainerClient, RestError } from "@azure/storage-blob";
 import type { BlobLocation } from "../config/types.ts";
-import type { FeatureRow, SealedBatch } from "../types.ts";
+import type { FeatureRow } from "../types.ts";
 
 export interface BatchStoreOptions {
   readonly input: BlobLocation & { readonly prefix: string };
@@ -13,14 +13,19 @@ export interface BatchStoreOptions {
 }
 
 export interface UploadedBatch {
-  /** https URI of the batch's own folder: the job's input (the folder holds exactly this batch's file). */
+  /** https URI of the batch's own folder: the job's input (the folder holds exactly this batch's files). */
   readonly folderUri: string;
-  readonly blobPath: string;
+  /** Blob path of each file, in the order given. */
+  readonly blobPaths: readonly string[];
 }
 
 export interface BatchStore {
-  /** Writes the batch file; the serialized body is passed in so its size is known to the caller. */
-  uploadBatch(batch: SealedBatch, body: Buffer, abortSignal?: AbortSignal): Promise<UploadedBatch>;
+  /** Writes a batch's files into a folder of its own, <prefix>/<batchId>/. */
+  uploadBatch(
+    batchId: string,
+    files: ReadonlyArray<{ readonly fileName: string; readonly body: Buffer }>,
+    abortSignal?: AbortSignal,
+  ): Promise<UploadedBatch>;
   /** Reads a batch file back (for dead letters: the features live in the blob, not in memory). */
   readBatchRows(blobPath: string, abortSignal?: AbortSignal): Promise<FeatureRow[]>;
   /** Where a job's predictions.csv is, by the output path template. */
@@ -54,16 +59,21 @@ export function createBatchStore(options: BatchStoreOptions): BatchStore {
   const prefix = options.input.prefix.replace(/^\/+|\/+$/g, "");
 
   return {
-    async uploadBatch(batch, body, abortSignal) {
+    async uploadBatch(batchId, files, abortSignal) {
       // One folder per batch, so the job's input folder holds this batch and nothing else.
-      const folder = prefix ? `${prefix}/${batch.batchId}` : batch.batchId;
-      const blobPath = `${folder}/${batch.fileName}`;
-      await input.getBlockBlobClient(blobPath).uploadData(body, {
-        blobHTTPHeaders: { blobContentType: "application/json" },
-        metadata: { batchid: batch.batchId, events: String(batch.members.length), trigger: batch.trigger },
-        ...(abortSignal ? { abortSignal } : {}),
-      });
-      return { folderUri: `${plainUrl(input)}/${folder}`, blobPath };
+      const folder = prefix ? `${prefix}/${batchId}` : batchId;
+      const blobPaths = await Promise.all(
+        files.map(async ({ fileName, body }) => {
+          const blobPath = `${folder}/${fileName}`;
+          await input.getBlockBlobClient(blobPath).uploadData(body, {
+            blobHTTPHeaders: { blobContentType: "application/json" },
+            metadata: { batchid: batchId },
+            ...(abortSignal ? { abortSignal } : {}),
+          });
+          return blobPath;
+        }),
+      );
+      return { folderUri: `${plainUrl(input)}/${folder}`, blobPaths };
     },
 
     async readBatchRows(blobPath, abortSignal) {

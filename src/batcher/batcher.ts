@@ -91,7 +91,6 @@ export function createBatcher(options: BatcherOptions): Batcher {
     clearTimer(batch.timer);
     const sealed: SealedBatch = Object.freeze({
       batchId,
-      fileName: `${batchId}.json`,
       rows: Object.freeze(batch.rows),
       members: Object.freeze(batch.members),
       trigger,

@@ -1,4 +1,5 @@
 export { type Batcher, type BatcherOptions, createBatcher, type TimerHandle } from "./batcher.ts";
+export { type BatchFilePlan, planBatchFiles, serializeBatchFile } from "./files.ts";
 export {
   type BatchPolicy,
   type BatchPolicyOptions,

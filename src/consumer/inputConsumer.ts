@@ -44,6 +44,8 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
     heartbeatInterval: Math.max(1000, Math.floor(options.sessionTimeoutMs / 10)),
     // Bounded fetches keep the gap between one pause check and the next small.
     maxBytesPerPartition: 1024 * 1024,
+    // A fetch waits at most this long for data: it also bounds how long stopping waits for the fetch loop.
+    maxWaitTimeInMs: 1000,
   });
   let assigned: number[] = [];
   let joined = false;

@@ -4,18 +4,24 @@ import type { BatchStore } from "../azure/blobStore.ts";
 import type { EndpointClient } from "../azure/endpointClient.ts";
 import { EndpointError } from "../azure/errors.ts";
 import type { JobOutcome, JobPoller } from "../azure/jobPoller.ts";
-import { serializeBatch } from "../batcher/index.ts";
+import { planBatchFiles, serializeBatchFile } from "../batcher/index.ts";
 import type { ApiFlavor } from "../config/types.ts";
-import { createPredictionMatcher } from "../results/matchPredictions.ts";
+import { createBatchMatcher } from "../results/matchPredictions.ts";
 import { parsePredictions } from "../results/parsePredictions.ts";
 import type { BatchMember, SealedBatch } from "../types.ts";
+
+/** One uploaded input file: its name, where it is, and the events it holds in file order. */
+export interface UploadedFile {
+  readonly fileName: string;
+  readonly blobPath: string;
+  readonly members: readonly BatchMember[];
+}
 
 /** What outlives the upload of a batch (design note 8): no features, just what maps results back. */
 export interface UploadedBatchRecord {
   readonly batchId: string;
-  readonly fileName: string;
   readonly members: readonly BatchMember[];
-  readonly blobPath: string;
+  readonly files: readonly UploadedFile[];
   readonly folderUri: string;
 }
 
@@ -24,8 +30,12 @@ export type BatchResult =
       readonly kind: "scored";
       readonly batch: UploadedBatchRecord;
       readonly jobId: string;
-      readonly predictions: ReadonlyArray<{ readonly member: BatchMember; readonly prediction: number }>;
-      readonly missing: readonly BatchMember[];
+      readonly predictions: ReadonlyArray<{
+        readonly member: BatchMember;
+        readonly fileName: string;
+        readonly prediction: number;
+      }>;
+      readonly missing: ReadonlyArray<{ readonly member: BatchMember; readonly fileName: string }>;
       readonly predictedAt: Date;
     }
   | {
@@ -37,7 +47,7 @@ export type BatchResult =
 
 /** Instrumentation of a batch's life (design note 7): each step is an event, for logs and metrics. */
 export type BatchJobEvent =
-  | { type: "uploaded"; batchId: string; bytes: number; durationMs: number; folderUri: string }
+  | { type: "uploaded"; batchId: string; files: number; bytes: number; durationMs: number; folderUri: string }
   | { type: "submitted"; batchId: string; jobId: string; attempt: number }
   | { type: "submit_failed"; batchId: string; attempt: number; error: string; retriable: boolean }
   | { type: "finished"; batchId: string; jobId: string; attempt: number; outcome: JobOutcome }
@@ -86,22 +96,30 @@ export function repeatabilityId(batchId: string, attempt: number): string {
  */
 export async function runBatchJob(sealed: SealedBatch, deps: BatchJobDeps): Promise<BatchResult> {
   const emit = deps.onEvent ?? (() => {});
-  const body = serializeBatch(sealed.rows);
+  const plan = planBatchFiles(sealed.batchId, sealed.members);
+  const bodies = plan.map((file) => ({
+    fileName: file.fileName,
+    body: serializeBatchFile(sealed.rows, file),
+  }));
   const uploadStarted = Date.now();
-  const uploaded = await deps.store.uploadBatch(sealed, body, deps.signal);
+  const uploaded = await deps.store.uploadBatch(sealed.batchId, bodies, deps.signal);
   emit({
     type: "uploaded",
     batchId: sealed.batchId,
-    bytes: body.length,
+    files: plan.length,
+    bytes: bodies.reduce((sum, f) => sum + f.body.length, 0),
     durationMs: Date.now() - uploadStarted,
     folderUri: uploaded.folderUri,
   });
-  // From here on only the members are kept: the rows (features) live in the blob.
+  // From here on only the members are kept: the rows (features) live in the blobs.
   const batch: UploadedBatchRecord = {
     batchId: sealed.batchId,
-    fileName: sealed.fileName,
     members: sealed.members,
-    blobPath: uploaded.blobPath,
+    files: plan.map((file, i) => ({
+      fileName: file.fileName,
+      blobPath: uploaded.blobPaths[i] as string,
+      members: file.memberIndexes.map((m) => sealed.members[m] as BatchMember),
+    })),
     folderUri: uploaded.folderUri,
   };
 
@@ -193,7 +211,7 @@ async function collectResults(
   deps: BatchJobDeps,
   emit: (event: BatchJobEvent) => void,
 ): Promise<BatchResult> {
-  const matcher = createPredictionMatcher(batch);
+  const matcher = createBatchMatcher(batch.files);
   let malformedRows = 0;
   const stream = await deps.store.openPredictions(outputPath);
   // A Completed job without output leaves every event without a prediction: all become dead letters.
@@ -218,8 +236,8 @@ async function collectResults(
     kind: "scored",
     batch,
     jobId,
-    predictions: matched.predictions.map(({ member, prediction }) => ({ member, prediction })),
-    missing: matched.missing.map(({ member }) => member),
+    predictions: matched.predictions,
+    missing: matched.missing,
     predictedAt: new Date(),
   };
 }

@@ -121,6 +121,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     return committing;
   };
 
+  /** Dead letters for members of a batch, each carrying its row read back from its batch file. */
   const deadLettersFor = async (
     result: BatchResult,
     members: readonly BatchMember[],
@@ -128,14 +129,21 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     detail: string,
   ): Promise<DeadLetter[]> => {
     if (members.length === 0) return [];
-    // The features live in the batch file (design note 8): read them back so the dead letter carries them.
-    const rows = await retrying(`read batch file ${result.batch.blobPath}`, () =>
-      options.store.readBatchRows(result.batch.blobPath),
-    );
-    if (!rows) return [];
-    const index = new Map(result.batch.members.map((m, i) => [m, i]));
+    const wanted = new Set(members);
+    // The features live in the batch files (design note 8): read back those that hold these members.
+    const rowOf = new Map<BatchMember, unknown>();
+    for (const file of result.batch.files) {
+      if (!file.members.some((m) => wanted.has(m))) continue;
+      const rows = await retrying(`read batch file ${file.blobPath}`, () =>
+        options.store.readBatchRows(file.blobPath),
+      );
+      if (!rows) return []; // stopping
+      file.members.forEach((member, i) => {
+        if (wanted.has(member)) rowOf.set(member, rows[i]);
+      });
+    }
     return members.map((member) => {
-      const row = rows[index.get(member) ?? -1];
+      const row = rowOf.get(member);
       return {
         source: member.source,
         reason,
@@ -189,10 +197,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       let predictions: PredictionRecord[] = [];
       let letters: DeadLetter[];
       if (result.kind === "scored") {
-        predictions = result.predictions.map(({ member, prediction }) => ({
+        predictions = result.predictions.map(({ member, fileName, prediction }) => ({
           store_id: member.storeId,
           prediction,
-          file_name: result.batch.fileName,
+          file_name: fileName,
           job_id: result.jobId,
           batch_id: result.batch.batchId,
           source_topic: member.source.topic,
@@ -203,7 +211,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         }));
         letters = await deadLettersFor(
           result,
-          result.missing,
+          result.missing.map((m) => m.member),
           "missing_prediction",
           `job ${result.jobId} wrote no prediction for this event`,
         );

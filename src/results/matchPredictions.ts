@@ -136,3 +136,52 @@ export function matchPredictions(batch: BatchForMatching, rows: Iterable<Predict
   for (const row of rows) matcher.add(row);
   return matcher.finish();
 }
+
+/** One input file of a batch, with the events it holds in file order. */
+export interface FileForMatching {
+  readonly fileName: string;
+  readonly members: readonly BatchMember[];
+}
+
+export interface BatchMatchResult {
+  readonly predictions: ReadonlyArray<{
+    readonly member: BatchMember;
+    readonly fileName: string;
+    readonly prediction: number;
+  }>;
+  readonly missing: ReadonlyArray<{ readonly member: BatchMember; readonly fileName: string }>;
+  readonly unmatchedRows: number;
+  readonly duplicateRows: number;
+}
+
+/**
+ * Matches the rows of a job's predictions.csv to the events of a batch laid out as several files (see
+ * planBatchFiles): each row goes to the matcher of the file it names; a row naming no file of the batch
+ * is unmatched.
+ */
+export function createBatchMatcher(files: readonly FileForMatching[]) {
+  const matchers = new Map(files.map((file) => [baseFileName(file.fileName), createPredictionMatcher(file)]));
+  let rowsOfOtherFiles = 0;
+  return {
+    add(row: PredictionRow): void {
+      const matcher = matchers.get(baseFileName(row.fileName));
+      if (matcher) matcher.add(row);
+      else rowsOfOtherFiles += 1;
+    },
+    finish(): BatchMatchResult {
+      const predictions: Array<BatchMatchResult["predictions"][number]> = [];
+      const missing: Array<BatchMatchResult["missing"][number]> = [];
+      let unmatchedRows = rowsOfOtherFiles;
+      let duplicateRows = 0;
+      for (const [fileName, matcher] of matchers) {
+        const result = matcher.finish();
+        for (const p of result.predictions)
+          predictions.push({ member: p.member, fileName, prediction: p.prediction });
+        for (const m of result.missing) missing.push({ member: m.member, fileName });
+        unmatchedRows += result.unmatchedRows;
+        duplicateRows += result.duplicateRows;
+      }
+      return { predictions, missing, unmatchedRows, duplicateRows };
+    },
+  };
+}

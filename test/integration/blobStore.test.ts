@@ -9,7 +9,7 @@ import { AccountSASPermissions, BlobServiceClient } from "@azure/storage-blob";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type BatchStore, createBatchStore, fillPathTemplate } from "../../src/azure/blobStore.ts";
 import { serializeBatch } from "../../src/batcher/index.ts";
-import type { FeatureRow, SealedBatch } from "../../src/types.ts";
+import type { FeatureRow } from "../../src/types.ts";
 
 const stack = inject("stack");
 const PATH_TEMPLATE = "runs/{batchId}/{jobId}/predictions.csv";
@@ -42,26 +42,16 @@ function store(options: { prefix?: string; inputContainer?: string; outputContai
   });
 }
 
-function sealedBatch(rowCount = 3): { batch: SealedBatch; rows: FeatureRow[]; body: Buffer } {
+/** A batch of one file, as the connector uploads it. */
+function sealedBatch(rowCount = 3) {
   const batchId = `b-${randomUUID()}`;
-  const rows = Array.from({ length: rowCount }, (_, i) => ({
+  const rows: FeatureRow[] = Array.from({ length: rowCount }, (_, i) => ({
     store_id: `TX_${i}`,
     features: [i, 0.5, -1.25, 1e-7],
   }));
-  const batch: SealedBatch = {
-    batchId,
-    fileName: `${batchId}.json`,
-    rows,
-    members: rows.map((row, i) => ({
-      source: { topic: "features", partition: 0, offset: String(i), timestampMs: 1 },
-      storeId: row.store_id,
-    })),
-    trigger: "count",
-    sizeBytes: 0,
-    openedAtMs: 0,
-    sealedAtMs: 0,
-  };
-  return { batch, rows, body: serializeBatch(rows) };
+  const batch = { batchId, fileName: `${batchId}-0.json` };
+  const body = serializeBatch(rows);
+  return { batch, rows, body, files: [{ fileName: batch.fileName, body }] };
 }
 
 async function readAll(stream: Readable): Promise<string> {
@@ -82,16 +72,19 @@ afterAll(async () => {
 describe("batch store (Azurite)", () => {
   it("uploads the serialized batch to <prefix>/<batchId>/<fileName> as JSON and returns its folder", async () => {
     const s: BatchStore = store({ prefix: "/batches/v1/" }); // slashes around the prefix do not matter
-    const { batch, body } = sealedBatch(4);
-    const uploaded = await s.uploadBatch(batch, body);
+    const { batch, body, files } = sealedBatch(4);
+    const uploaded = await s.uploadBatch(batch.batchId, files);
 
     const blobPath = `batches/v1/${batch.batchId}/${batch.fileName}`;
-    expect(uploaded).toEqual({ blobPath, folderUri: `${input.url}/batches/v1/${batch.batchId}` });
+    expect(uploaded).toEqual({
+      blobPaths: [blobPath],
+      folderUri: `${input.url}/batches/v1/${batch.batchId}`,
+    });
     const blob = input.getBlobClient(blobPath);
     const properties = await blob.getProperties();
     expect(properties.contentType).toBe("application/json");
     expect(properties.contentLength).toBe(body.length);
-    expect(properties.metadata).toEqual({ batchid: batch.batchId, events: "4", trigger: "count" });
+    expect(properties.metadata).toEqual({ batchid: batch.batchId });
     expect((await blob.downloadToBuffer()).equals(body)).toBe(true);
     // The folder holds exactly this batch's file.
     const listed: string[] = [];
@@ -102,20 +95,35 @@ describe("batch store (Azurite)", () => {
 
   it("without a prefix, the batch folder is at the container's root", async () => {
     const s = store({ prefix: "" });
-    const { batch, body } = sealedBatch(1);
-    const uploaded = await s.uploadBatch(batch, body);
+    const { batch, files } = sealedBatch(1);
+    const uploaded = await s.uploadBatch(batch.batchId, files);
     expect(uploaded).toEqual({
-      blobPath: `${batch.batchId}/${batch.fileName}`,
+      blobPaths: [`${batch.batchId}/${batch.fileName}`],
       folderUri: `${input.url}/${batch.batchId}`,
     });
-    expect(await input.getBlobClient(uploaded.blobPath).exists()).toBe(true);
+    expect(await input.getBlobClient(uploaded.blobPaths[0] as string).exists()).toBe(true);
+  });
+
+  it("puts every file of a batch in the batch's one folder", async () => {
+    const s = store({ prefix: "multi" });
+    const first = serializeBatch([{ store_id: "CA_1", features: [1] }]);
+    const second = serializeBatch([{ store_id: "CA_1", features: [2] }]);
+    const uploaded = await s.uploadBatch("b-two", [
+      { fileName: "b-two-0.json", body: first },
+      { fileName: "b-two-1.json", body: second },
+    ]);
+    expect(uploaded).toEqual({
+      blobPaths: ["multi/b-two/b-two-0.json", "multi/b-two/b-two-1.json"],
+      folderUri: `${input.url}/multi/b-two`,
+    });
+    expect(await s.readBatchRows("multi/b-two/b-two-1.json")).toEqual([{ store_id: "CA_1", features: [2] }]);
   });
 
   it("reads a batch's rows back from its blob", async () => {
     const s = store();
-    const { batch, rows, body } = sealedBatch(5);
-    const uploaded = await s.uploadBatch(batch, body);
-    expect(await s.readBatchRows(uploaded.blobPath)).toEqual(rows);
+    const { batch, rows, files } = sealedBatch(5);
+    const uploaded = await s.uploadBatch(batch.batchId, files);
+    expect(await s.readBatchRows(uploaded.blobPaths[0] as string)).toEqual(rows);
   });
 
   it("openPredictions gives undefined for a missing blob and the content otherwise", async () => {
@@ -183,13 +191,13 @@ describe("batch store (Azurite)", () => {
       output: { connectionString, container: outputName, pathTemplate: PATH_TEMPLATE },
       credential: unusedCredential,
     });
-    const { batch, rows, body } = sealedBatch(2);
-    const uploaded = await s.uploadBatch(batch, body);
+    const { batch, rows, files } = sealedBatch(2);
+    const uploaded = await s.uploadBatch(batch.batchId, files);
 
     expect(uploaded.folderUri).toBe(`${input.url}/sas/${batch.batchId}`);
     expect(uploaded.folderUri).not.toContain("?");
     expect(uploaded.folderUri).not.toContain("sig=");
-    expect(await s.readBatchRows(uploaded.blobPath)).toEqual(rows);
+    expect(await s.readBatchRows(uploaded.blobPaths[0] as string)).toEqual(rows);
     await expect(s.checkAccess()).resolves.toBeUndefined();
 
     const missing = createBatchStore({

@@ -59,7 +59,7 @@ function expectOnePredictionPerEvent(
     const left = expectedByStoreAndValue.get(key);
     expect(left, `unexpected prediction ${key}`).toBeGreaterThan(0);
     expectedByStoreAndValue.set(key, (left as number) - 1);
-    expect(String(p.value.file_name)).toBe(`${p.value.batch_id}.json`);
+    expect(String(p.value.file_name)).toMatch(new RegExp(`^${p.value.batch_id}-\\d+\\.json$`));
     expect(String(p.value.job_id)).toMatch(/^batchjob-/);
     expect(Number(p.value.predicted_at)).toBeGreaterThanOrEqual(Number(p.value.source_timestamp));
   }

@@ -47,9 +47,8 @@ async function start(options: HarnessOptions): Promise<Harness> {
 }
 
 /**
- * How store ids repeat. "repeating": 7 stores, so a batch holds several events of one store and the matcher has
- * to tell them apart by order. "unique": one event per store, so a row's (file, store) names exactly one event:
- * what scenarios that reorder or drop rows need (see the KNOWN BUG tests at the end).
+ * How store ids repeat. "repeating": 7 stores, so a batch holds several events of one store (spread over
+ * several input files). "unique": one event per store, so a batch is a single file.
  */
 type Stores = "repeating" | "unique";
 
@@ -165,7 +164,8 @@ function expectAccounted(out: Outcomes, sent: readonly SentEvent[], deadReasons 
     expect(p.value.store_id).toBe(row.store_id);
     expect(p.value.prediction, `prediction of ${id}`).toBe(expectedPrediction(row.features));
     const batchId = String(p.value.batch_id);
-    expect(String(p.value.file_name)).toBe(`${batchId}.json`);
+    // A batch is laid out as files in which each store appears once: <batchId>-<k>.json.
+    expect(String(p.value.file_name)).toMatch(new RegExp(`^${batchId}-\\d+\\.json$`));
     const job = completedJobs.get(String(p.value.job_id));
     expect(job, `job ${String(p.value.job_id)} of ${id} is a Completed emulator job`).toBeDefined();
     expect(batchOf(job as JobSnapshot)).toBe(batchId);
@@ -429,7 +429,6 @@ describe("forecast-connector under endpoint faults (Kafka, schema registry, Azur
     expect(out.metric("prediction_rows_rejected_total", { reason: "duplicate" })).toBe(0);
   });
 
-  // Guide-style shapes that reorder rows are sent one event per store: see the KNOWN BUG test for repeating stores.
   const SHAPES: ReadonlyArray<[string, OutputShape, Stores]> = [
     ["comma", { delimiter: "," }, "repeating"],
     ["tab", { delimiter: "\t" }, "repeating"],
@@ -438,6 +437,7 @@ describe("forecast-connector under endpoint faults (Kafka, schema registry, Azur
     ["quoted", { quoted: true }, "repeating"],
     ["crlf", { crlf: true }, "repeating"],
     ["shuffle", { shuffle: true }, "unique"],
+    ["shuffle, repeating stores", { shuffle: true }, "repeating"],
     [
       "comma + header + quoted + crlf",
       { delimiter: ",", header: true, quoted: true, crlf: true },
@@ -514,33 +514,29 @@ describe("forecast-connector under endpoint faults (Kafka, schema registry, Azur
     expect(out.metric("endpoint_http_retries_total")).toBe(2);
   });
   /*
-   * KNOWN BUG, needs a design change (see the report that came with this file): predictions.csv names a row only
-   * by (file_name, store_id), and a batch is one file, so when a store has several events in a batch the matcher
-   * pairs the k-th row of the store with its k-th event. Rows that are reordered within the file, or missing,
-   * then give events another event's prediction. Nothing is lost (each event still ends exactly once, as a
-   * prediction or a dead letter), but values are misattributed. These tests pin the defect down: once batches
-   * hold one row per (file, store), they fail, and become the repeating-store variants of the tests above.
+   * Repeating stores with reordered or missing rows: a batch is laid out as files in which each store appears
+   * once (planBatchFiles), so a row's (file, store) names exactly one event and no prediction can be given to
+   * another event of the same store. (These were the KNOWN BUG tests before that layout.)
    */
-  it("KNOWN BUG: shuffled rows with repeating stores in a batch misattribute predictions", async () => {
+  it("shuffled rows with repeating stores in a batch: every prediction is its own event's", async () => {
     const h = await start({ faults: { outputShape: { shuffle: true } } });
     const sent = await send(h, 60);
     const out = await settle(h);
     const { wrong } = expectEveryEventOnce(out, sent);
     expect(out.letters).toHaveLength(0);
-    expect(wrong.length).toBeGreaterThan(0); // should be 0
+    expect(wrong).toEqual([]);
+    expect(out.jobs.length).toBe(out.metric("batches_flushed_total"));
   });
 
-  it("KNOWN BUG: missing rows with repeating stores in a batch misattribute predictions", async () => {
+  it("missing rows with repeating stores in a batch: exactly the dropped events are dead-lettered", async () => {
     const every = 4;
     const h = await start({ faults: { missingRows: { every } } });
     const sent = await send(h, 60);
     const out = await settle(h);
     const dropped = await droppedEvents(h, out.jobs, sent, every);
     const { wrong, lettered } = expectEveryEventOnce(out, sent);
-    expect(lettered.size).toBe(dropped.size);
     expect(out.letters.every((l) => l.headers["dlq.reason"] === "missing_prediction")).toBe(true);
-    // Should be: the dropped events dead-lettered, every prediction right.
-    expect([...lettered].sort()).not.toEqual([...dropped.keys()].sort());
-    expect(wrong.length).toBeGreaterThan(0);
+    expect([...lettered].sort()).toEqual([...dropped.keys()].sort());
+    expect(wrong).toEqual([]);
   });
 });

@@ -140,7 +140,6 @@ describe("createBatcher", () => {
     expect(batch.rows.map((r) => r.store_id)).toEqual(["CA_1", "TX_1", "CA_1"]);
     expect(batch.members[1]?.source).toEqual(expect.objectContaining({ topic: "features", partition: 0 }));
     expect(batch.batchId).toBe("b-test-1");
-    expect(batch.fileName).toBe("b-test-1.json");
     expect(batch.openedAtMs).toBe(1_000);
     expect(batch.sealedAtMs).toBe(1_010);
     expect(batch.sizeBytes).toBe(serializeBatch(batch.rows).length);
@@ -275,7 +274,6 @@ describe("createBatcher", () => {
     expect([...ids].sort()).toEqual(ids);
     for (const b of sealed) {
       expect(b.batchId).toMatch(/^b-[0-9a-z]{9}-[0-9a-f]{12}$/);
-      expect(b.fileName).toBe(`${b.batchId}.json`);
     }
   });
 
