@@ -39,6 +39,7 @@ interface Watched {
   nextPollAtMs: number;
   lastStatus: string | undefined;
   polling: boolean;
+  readonly outcome: Promise<JobOutcome>;
   resolve(outcome: JobOutcome): void;
   reject(error: Error): void;
 }
@@ -132,34 +133,25 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
   return {
     watch(jobId, watchOptions) {
       if (closed) return Promise.reject(new Error("job poller is closed"));
+      // A second watcher of the same job shares its reads and its outcome.
       const existing = jobs.get(jobId);
-      if (existing)
-        return new Promise((resolve, reject) => {
-          const previous = { resolve: existing.resolve, reject: existing.reject };
-          existing.resolve = (o) => {
-            previous.resolve(o);
-            resolve(o);
-          };
-          existing.reject = (e) => {
-            previous.reject(e);
-            reject(e);
-          };
-        });
-      return new Promise<JobOutcome>((resolve, reject) => {
-        const submittedAtMs = watchOptions.submittedAtMs ?? now();
-        jobs.set(jobId, {
-          jobId,
-          submittedAtMs,
-          deadlineMs: submittedAtMs + watchOptions.timeoutMs,
-          // First read soon after submission: a bad job can fail at once.
-          nextPollAtMs: now() + Math.min(interval(), 1000),
-          lastStatus: undefined,
-          polling: false,
-          resolve,
-          reject,
-        });
-        arm();
+      if (existing) return existing.outcome;
+      const { promise, resolve, reject } = Promise.withResolvers<JobOutcome>();
+      const submittedAtMs = watchOptions.submittedAtMs ?? now();
+      jobs.set(jobId, {
+        jobId,
+        submittedAtMs,
+        deadlineMs: submittedAtMs + watchOptions.timeoutMs,
+        // First read soon after submission: a bad job can fail at once.
+        nextPollAtMs: now() + Math.min(interval(), 1000),
+        lastStatus: undefined,
+        polling: false,
+        outcome: promise,
+        resolve,
+        reject,
       });
+      arm();
+      return promise;
     },
     watching: () => jobs.size,
     close() {
