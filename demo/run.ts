@@ -14,7 +14,7 @@ import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
 import { Kafka, logLevel } from "kafkajs";
 import { repoRoot } from "../stack/src/paths.ts";
 import { freePort } from "../stack/src/processes.ts";
-import { startStack } from "../stack/src/stack.ts";
+import { freeStackPorts, startStack } from "../stack/src/stack.ts";
 
 const once = process.argv.includes("--once");
 const VALID_EVENTS = 40;
@@ -41,13 +41,7 @@ async function main(): Promise<void> {
   const metricsPort = await freePort();
   const stack = await startStack({
     name: "demo",
-    ports: {
-      kafka: await freePort(),
-      kafkaController: await freePort(),
-      registry: await freePort(),
-      azurite: await freePort(),
-      emulator: await freePort(),
-    },
+    ports: await freeStackPorts(),
     withEmulator: true,
     // Seconds, not minutes: long enough to watch a job go NotStarted -> Queued -> Running -> Completed.
     emulatorEnv: { EMULATOR_COLD_START_MS: "2000", EMULATOR_RUN_MS: "1500" },

@@ -6,7 +6,7 @@ import { EndpointError } from "../azure/errors.ts";
 import type { JobOutcome, JobPoller } from "../azure/jobPoller.ts";
 import { planBatchFiles, serializeBatchFile } from "../batcher/index.ts";
 import type { ApiFlavor } from "../config/types.ts";
-import { createBatchMatcher } from "../results/matchPredictions.ts";
+import { type BatchMatchResult, createBatchMatcher } from "../results/matchPredictions.ts";
 import { parsePredictions } from "../results/parsePredictions.ts";
 import type { BatchMember, SealedBatch } from "../types.ts";
 
@@ -30,12 +30,8 @@ export type BatchResult =
       readonly kind: "scored";
       readonly batch: UploadedBatchRecord;
       readonly jobId: string;
-      readonly predictions: ReadonlyArray<{
-        readonly member: BatchMember;
-        readonly fileName: string;
-        readonly prediction: number;
-      }>;
-      readonly missing: ReadonlyArray<{ readonly member: BatchMember; readonly fileName: string }>;
+      readonly predictions: BatchMatchResult["predictions"];
+      readonly missing: BatchMatchResult["missing"];
       readonly predictedAt: Date;
     }
   | {

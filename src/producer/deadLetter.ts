@@ -1,22 +1,12 @@
 import type { IHeaders } from "kafkajs";
+import type { InvalidReason } from "../consumer/validate.ts";
 import type { SourceRef } from "../types.ts";
 
 /**
  * Why a record went to the dead-letter topic. Bounded: it is a metric label and a header consumers filter on.
- * Validation reasons come from the consumer's validator; the others from the job's life.
+ * Invalid events carry their validation reason; the others come from the job's life.
  */
-export type DeadLetterReason =
-  | "empty_message"
-  | "too_large"
-  | "malformed_json"
-  | "not_an_object"
-  | "invalid_store_id"
-  | "invalid_features"
-  | "wrong_feature_count"
-  | "non_finite_feature"
-  | "schema_decode_failed"
-  | "missing_prediction"
-  | "job_failed";
+export type DeadLetterReason = InvalidReason | "missing_prediction" | "job_failed";
 
 /** One record for the dead-letter topic: the original key and bytes, and headers saying why and whence. */
 export interface DeadLetter {

@@ -10,7 +10,7 @@ import { startAzurite } from "./azurite.ts";
 import { startEmulatorProcess } from "./emulatorService.ts";
 import { startKafka } from "./kafka.ts";
 import { stackDir } from "./paths.ts";
-import { isAlive, type ServiceProcess, stopProcessGroup } from "./processes.ts";
+import { freePort, isAlive, type ServiceProcess, stopProcessGroup } from "./processes.ts";
 import { startRegistry } from "./registry.ts";
 import type { StackEndpoints } from "./types.ts";
 
@@ -51,6 +51,17 @@ interface StateFile {
   readonly endpoints: LocalStackEndpoints;
   readonly processes: ReadonlyArray<{ name: string; pid: number; logFile: string }>;
   readonly startedAt: string;
+}
+
+/** Free ports for every service: for stacks that must not collide with another (tests, demo, benchmarks). */
+export async function freeStackPorts(): Promise<StackPorts> {
+  return {
+    kafka: await freePort(),
+    kafkaController: await freePort(),
+    registry: await freePort(),
+    azurite: await freePort(),
+    emulator: await freePort(),
+  };
 }
 
 export const DEFAULT_PORTS: StackPorts = {

@@ -12,8 +12,8 @@ import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { DEFAULT_KAFKA_VERSION } from "../../stack/src/artifacts.ts";
 import { stackDir } from "../../stack/src/paths.ts";
-import { freePort, isAlive, killProcessGroupNow } from "../../stack/src/processes.ts";
-import { startStack } from "../../stack/src/stack.ts";
+import { isAlive, killProcessGroupNow } from "../../stack/src/processes.ts";
+import { freeStackPorts, startStack } from "../../stack/src/stack.ts";
 import type { StackEndpoints } from "../../stack/src/types.ts";
 import { containerRuntimeAvailable, startContainerStack } from "./containers.ts";
 
@@ -79,13 +79,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     // Its own folder per run (.stack/test-<pid>/), so parallel runs never stop each other's services.
     name: stackName,
     kafkaVersion,
-    ports: {
-      kafka: await freePort(),
-      kafkaController: await freePort(),
-      registry: await freePort(),
-      azurite: await freePort(),
-      emulator: await freePort(),
-    },
+    ports: await freeStackPorts(),
   });
   // If the run is interrupted before teardown, still take the services down with us.
   const killAll = () => {
