@@ -4,8 +4,31 @@ import type { EventValidator, Validation } from "./validate.ts";
 /** The Confluent wire format starts with a zero "magic" byte, which no JSON text can start with. */
 const CONFLUENT_MAGIC_BYTE = 0;
 
+/**
+ * The schema registry could not be asked (down, unreachable, throttling): not the event's fault, so it must
+ * not be dead-lettered. The caller leaves the event unconsumed and tries again later.
+ */
+export class RegistryUnavailableError extends Error {
+  constructor(cause: unknown) {
+    super(`schema registry unavailable: ${(cause as Error).message}`, { cause });
+    this.name = "RegistryUnavailableError";
+  }
+}
+
+/**
+ * The registry client reports every HTTP failure as a ResponseError with a status, network errors included
+ * (as status 400). Only "no such schema" (404) says the event itself is bad.
+ */
+function isRegistryOutage(error: unknown): boolean {
+  const status = (error as { status?: unknown }).status;
+  return (error as Error).name === "ResponseError" && typeof status === "number" && status !== 404;
+}
+
 export interface EventDecoder {
-  /** JSON or Avro (Confluent wire format, recognised by its magic byte) to a validated row. Never throws. */
+  /**
+   * JSON or Avro (Confluent wire format, recognised by its magic byte) to a validated row. Throws only
+   * RegistryUnavailableError; every problem of the event itself is a Validation with its reason.
+   */
   decode(value: Buffer | null): Promise<Validation>;
 }
 
@@ -23,6 +46,7 @@ export function createEventDecoder(options: {
         // The registry client caches schemas by id: only the first event of a schema costs a request.
         decoded = await options.registry.decode(value);
       } catch (error) {
+        if (isRegistryOutage(error)) throw new RegistryUnavailableError(error);
         return {
           ok: false,
           reason: "schema_decode_failed",

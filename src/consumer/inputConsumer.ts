@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Consumer, IHeaders, Kafka } from "kafkajs";
 import type { SourceRef } from "../types.ts";
 
@@ -13,8 +14,13 @@ export interface InputConsumerOptions {
   readonly groupId: string;
   readonly topic: string;
   readonly sessionTimeoutMs: number;
-  /** Called for each fetched message, in offset order per partition. Must return quickly: no job is awaited here. */
-  readonly onMessages: (messages: readonly InputMessage[]) => Promise<void>;
+  /**
+   * Called with each fetched batch of one partition, in offset order. Must return quickly (no job is awaited
+   * here), with how many messages, from the first, it took: the others are fetched again after a pause.
+   */
+  readonly onMessages: (messages: readonly InputMessage[]) => Promise<number>;
+  /** Wait before fetching again messages that were not taken. Default 1 s. */
+  readonly untakenRetryDelayMs?: number;
   /** The partitions assigned after a (re)join, and those lost since the previous assignment. */
   readonly onAssignment: (assigned: readonly number[], lost: readonly number[]) => void;
   readonly onCrash?: (error: Error, willRestart: boolean) => void;
@@ -89,10 +95,12 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
             });
           }
           if (!isRunning() || isStale()) return;
-          await options.onMessages(messages);
-          const last = batch.messages.at(-1);
+          const taken = await options.onMessages(messages);
+          const last = batch.messages[taken - 1];
           if (last) resolveOffset(last.offset);
           await heartbeat();
+          // Unresolved messages are fetched again from the first of them: wait a little before that.
+          if (taken < messages.length && isRunning()) await sleep(options.untakenRetryDelayMs ?? 1000);
         },
       });
     },

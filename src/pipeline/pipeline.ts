@@ -1,6 +1,6 @@
 import type { Batcher } from "../batcher/index.ts";
 import { rowSizeBytes } from "../batcher/index.ts";
-import type { EventDecoder } from "../consumer/decode.ts";
+import { type EventDecoder, RegistryUnavailableError } from "../consumer/decode.ts";
 import type { InputConsumer, InputMessage } from "../consumer/inputConsumer.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -23,8 +23,11 @@ export interface PipelineOptions {
 }
 
 export interface Pipeline {
-  /** The consumer's handler: decode, validate, route. Returns without waiting for any job. */
-  handleMessages(messages: readonly InputMessage[]): Promise<void>;
+  /**
+   * The consumer's handler: decode, validate, route. Returns without waiting for any job, with how many
+   * messages (a prefix) it took; the rest are fetched again (the schema registry was unreachable).
+   */
+  handleMessages(messages: readonly InputMessage[]): Promise<number>;
   /** The batcher's onSeal: queue the batch for a job slot. */
   enqueue(batch: SealedBatch): void;
   /** Batches uploading, running or publishing, plus those waiting for a slot. */
@@ -96,11 +99,23 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   return {
     async handleMessages(messages) {
       const invalid: InvalidEvent[] = [];
+      let taken = 0;
       for (const message of messages) {
-        if (closed) return;
+        if (closed) break;
+        let result: Awaited<ReturnType<EventDecoder["decode"]>>;
+        try {
+          result = await options.decoder.decode(message.value);
+        } catch (error) {
+          if (!(error instanceof RegistryUnavailableError)) throw error;
+          logger.warn(
+            { err: error, source: message.source },
+            "schema registry unavailable: event left for the next fetch",
+          );
+          break;
+        }
+        taken++;
         if (!coordinator.track(message.source)) continue; // already held here (refetch after a rebalance)
         metrics.eventsConsumed.inc();
-        const result = await options.decoder.decode(message.value);
         if (result.ok) {
           options.batcher.add({
             source: message.source,
@@ -127,6 +142,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         settlingInvalid.add(settle);
       }
       applyFlowControl();
+      return taken;
     },
 
     enqueue(batch) {
