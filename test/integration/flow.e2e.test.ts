@@ -60,4 +60,30 @@ describe("flow control and long jobs", () => {
     const commits = await h.waitForCommitsAtEnd();
     for (const row of commits) expect(row.committed).toBe(row.end);
   });
+
+  it("holds batches through an endpoint outage and scores them when it ends: no dead letters, no duplicate job", async () => {
+    const h = await startHarness({
+      partitions: 2,
+      faults: { serverError: { rate: 1, on: "submit" } },
+      env: { FC_HTTP_MAX_RETRIES: "1", FC_BATCH_MAX_RECORDS: "10" },
+    });
+    harness = h;
+    const sent = events(30);
+    await h.produce(sent);
+    // Every submission fails for a while, long after the HTTP pipeline's own retries gave up.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(
+      await h.metric("forecast_connector_jobs_failed_total", { reason: "submit_error" }),
+    ).toBeGreaterThan(0);
+    expect(await h.metric("forecast_connector_dead_letters_total")).toBe(0);
+    expect(h.emulator.jobs()).toHaveLength(0);
+
+    h.emulator.setFaults({});
+    const predictions = await h.readPredictions(sent.length);
+    expect(new Set(predictions.map((p) => `${p.value.source_partition}/${p.value.source_offset}`)).size).toBe(
+      30,
+    );
+    expect(await h.metric("forecast_connector_dead_letters_total")).toBe(0);
+    expect(h.emulator.jobs()).toHaveLength(await h.metric("forecast_connector_batches_flushed_total"));
+  });
 });
