@@ -15,7 +15,7 @@ import { createKafkaClient } from "./kafkaClient.ts";
 import { startHealthServer } from "./observability/healthServer.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { createMetrics, type Metrics } from "./observability/metrics.ts";
-import { type BatchJobEvent, runBatchJob } from "./pipeline/batchJob.ts";
+import { type BatchJobDeps, type BatchJobEvent, scoreBatch, uploadBatch } from "./pipeline/batchJob.ts";
 import { createCoordinator } from "./pipeline/coordinator.ts";
 import { createOffsetTracker } from "./pipeline/offsetTracker.ts";
 import { createPipeline, type Pipeline } from "./pipeline/pipeline.ts";
@@ -207,6 +207,18 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     policy: createBatchPolicy(config.batch),
     onSeal: (batch: SealedBatch) => pipeline?.enqueue(batch),
   });
+  const batchJobDeps: BatchJobDeps = {
+    store,
+    endpoint,
+    poller,
+    apiFlavor: config.endpoint.apiFlavor,
+    outputDatastore: config.endpoint.outputDatastore,
+    jobTimeoutMs: config.jobs.timeoutMs,
+    maxAttempts: config.jobs.maxAttempts,
+    submitRetryDelayMs: config.endpoint.httpRetryDelayMs,
+    signal: abandonBatches.signal,
+    onEvent: onBatchEvent,
+  };
   const inputConsumer = createInputConsumer({
     kafka,
     groupId: config.kafka.groupId,
@@ -226,19 +238,8 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     decoder: createEventDecoder({ registry, validator, maxMessageBytes: config.validation.maxMessageBytes }),
     batcher,
     coordinator,
-    runBatch: (batch) =>
-      runBatchJob(batch, {
-        store,
-        endpoint,
-        poller,
-        apiFlavor: config.endpoint.apiFlavor,
-        outputDatastore: config.endpoint.outputDatastore,
-        jobTimeoutMs: config.jobs.timeoutMs,
-        maxAttempts: config.jobs.maxAttempts,
-        submitRetryDelayMs: config.endpoint.httpRetryDelayMs,
-        signal: abandonBatches.signal,
-        onEvent: onBatchEvent,
-      }),
+    upload: (batch) => uploadBatch(batch, batchJobDeps),
+    score: (batch) => scoreBatch(batch, batchJobDeps),
     maxJobsInFlight: config.jobs.maxInFlight,
     maxEventsInFlight: config.flow.maxEventsInFlight,
     metrics,

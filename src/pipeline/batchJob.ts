@@ -85,13 +85,14 @@ export function repeatabilityId(batchId: string, attempt: number): string {
 }
 
 /**
- * One batch through its life: open -> sealed (given) -> uploaded -> submitted -> finished -> results.
- * Failed or timed-out jobs are resubmitted up to maxAttempts; then the batch is reported failed.
- * A submission the endpoint cannot take right now is retried without spending an attempt (see below).
- * It never publishes or commits: the coordinator does, from the BatchResult.
+ * A sealed batch's upload: its files written to its folder. Returns what the job needs; the sealed batch
+ * (with every feature row) is not referenced once this resolves, so the features live in the blob only
+ * while the job runs for minutes (design note 8). Kept apart from scoreBatch for exactly that reason.
  */
-export async function runBatchJob(sealed: SealedBatch, deps: BatchJobDeps): Promise<BatchResult> {
-  const emit = deps.onEvent ?? (() => {});
+export async function uploadBatch(
+  sealed: SealedBatch,
+  deps: Pick<BatchJobDeps, "store" | "signal" | "onEvent">,
+): Promise<UploadedBatchRecord> {
   const plan = planBatchFiles(sealed.batchId, sealed.members);
   const bodies = plan.map((file) => ({
     fileName: file.fileName,
@@ -99,7 +100,7 @@ export async function runBatchJob(sealed: SealedBatch, deps: BatchJobDeps): Prom
   }));
   const uploadStarted = Date.now();
   const uploaded = await deps.store.uploadBatch(sealed.batchId, bodies, deps.signal);
-  emit({
+  deps.onEvent?.({
     type: "uploaded",
     batchId: sealed.batchId,
     files: plan.length,
@@ -107,18 +108,27 @@ export async function runBatchJob(sealed: SealedBatch, deps: BatchJobDeps): Prom
     durationMs: Date.now() - uploadStarted,
     folderUri: uploaded.folderUri,
   });
-  // From here on only the members are kept: the rows (features) live in the blobs.
-  const batch: UploadedBatchRecord = {
+  const members = sealed.members;
+  return {
     batchId: sealed.batchId,
-    members: sealed.members,
+    members,
     files: plan.map((file, i) => ({
       fileName: file.fileName,
       blobPath: uploaded.blobPaths[i] as string,
-      members: file.memberIndexes.map((m) => sealed.members[m] as BatchMember),
+      members: file.memberIndexes.map((m) => members[m] as BatchMember),
     })),
     folderUri: uploaded.folderUri,
   };
+}
 
+/**
+ * An uploaded batch through the rest of its life: submitted -> finished -> results. Failed or timed-out
+ * jobs are resubmitted up to maxAttempts; then the batch is reported failed. A submission the endpoint
+ * cannot take right now is retried without spending an attempt (see submitUntilAnswered). It never
+ * publishes or commits: the coordinator does, from the BatchResult.
+ */
+export async function scoreBatch(batch: UploadedBatchRecord, deps: BatchJobDeps): Promise<BatchResult> {
+  const emit = deps.onEvent ?? (() => {});
   let lastDetail = "";
   let lastJobId: string | undefined;
   for (let attempt = 1; attempt <= deps.maxAttempts; attempt++) {

@@ -5,7 +5,7 @@ import type { InputConsumer, InputMessage } from "../consumer/inputConsumer.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { SealedBatch } from "../types.ts";
-import type { BatchResult } from "./batchJob.ts";
+import type { BatchResult, UploadedBatchRecord } from "./batchJob.ts";
 import type { Coordinator, InvalidEvent } from "./coordinator.ts";
 
 export interface PipelineOptions {
@@ -14,8 +14,10 @@ export interface PipelineOptions {
   /** Built by the caller with onSeal wired to pipeline.enqueue (the batcher is created before the pipeline). */
   readonly batcher: Batcher;
   readonly coordinator: Coordinator;
-  /** Runs one sealed batch through upload, job and results (runBatchJob with its dependencies bound). */
-  readonly runBatch: (batch: SealedBatch) => Promise<BatchResult>;
+  /** Writes a sealed batch's files (uploadBatch with its dependencies bound). */
+  readonly upload: (batch: SealedBatch) => Promise<UploadedBatchRecord>;
+  /** Runs an uploaded batch's job and reads its results (scoreBatch with its dependencies bound). */
+  readonly score: (batch: UploadedBatchRecord) => Promise<BatchResult>;
   readonly maxJobsInFlight: number;
   readonly maxEventsInFlight: number;
   readonly metrics: Metrics;
@@ -75,16 +77,16 @@ export function createPipeline(options: PipelineOptions): Pipeline {
 
   const startNext = () => {
     while (running.size < options.maxJobsInFlight && waiting.length > 0) {
-      const batch = waiting.shift() as SealedBatch;
+      const batchId = (waiting[0] as SealedBatch).batchId;
+      // Only the id is kept in these closures: the sealed batch (its features) must be collectable as soon
+      // as its upload is done, however long the job then runs.
       const task = options
-        .runBatch(batch)
+        .upload(waiting.shift() as SealedBatch)
+        .then(options.score)
         .then((result) => coordinator.settleBatch(result))
         .catch((error: unknown) => {
           // Not settled: its events stay uncommitted and are consumed again after a restart or rebalance.
-          logger.error(
-            { err: error, batchId: batch.batchId },
-            "batch abandoned before its outcome was settled",
-          );
+          logger.error({ err: error, batchId }, "batch abandoned before its outcome was settled");
         })
         .finally(() => {
           running.delete(task);

@@ -1,0 +1,88 @@
+/**
+ * Event validation: what the consumer does to every message before it joins a batch.
+ *   node bench/validate.ts
+ */
+import { rowSizeBytes } from "../src/batcher/index.ts";
+import { createEventValidator } from "../src/consumer/validate.ts";
+import {
+  banner,
+  cpuRate,
+  num,
+  printTable,
+  prng,
+  rate,
+  realisticFeatures,
+  spread,
+  storeId,
+  timeRounds,
+} from "./lib.ts";
+
+const EVENTS = 20_000;
+
+banner("event validation (src/consumer/validate.ts)");
+
+const random = prng(7);
+const objects = Array.from({ length: EVENTS }, (_, i) => ({
+  store_id: storeId(i),
+  features: realisticFeatures(random),
+}));
+const valid = objects.map((o) => Buffer.from(JSON.stringify(o)));
+const averageBytes = valid.reduce((sum, b) => sum + b.length, 0) / valid.length;
+
+// 5% invalid, spread evenly: the kinds the dead-letter tests use.
+const badKinds = [
+  Buffer.from("{not json"),
+  Buffer.from(JSON.stringify({ store_id: "CA_1", features: [1, 2, 3] })),
+  Buffer.from(JSON.stringify({ features: realisticFeatures(random) })),
+  Buffer.from(JSON.stringify({ store_id: "CA 1", features: realisticFeatures(random) })),
+  Buffer.from(JSON.stringify({ store_id: "CA_1", features: "lots" })),
+];
+const mixed = valid.map((b, i) => (i % 20 === 19 ? (badKinds[i % badKinds.length] as Buffer) : b));
+
+const validator = createEventValidator();
+let sink = 0;
+
+const cases: Array<[string, () => void, string]> = [
+  [
+    "validateBytes, valid JSON",
+    () => {
+      for (const b of valid) if (validator.validateBytes(b).ok) sink++;
+    },
+    "UTF-8 decode + JSON.parse + checks",
+  ],
+  [
+    "validateBytes, 5% invalid",
+    () => {
+      for (const b of mixed) if (validator.validateBytes(b).ok) sink++;
+    },
+    "",
+  ],
+  [
+    "validateBytes + rowSizeBytes",
+    () => {
+      for (const b of valid) {
+        const v = validator.validateBytes(b);
+        if (v.ok) sink += rowSizeBytes(v.row);
+      }
+    },
+    "per-event work of pipeline.handleMessages",
+  ],
+  [
+    "validateObject (Avro path)",
+    () => {
+      for (const o of objects) if (validator.validateObject(o).ok) sink++;
+    },
+    "after the registry decoded the record",
+  ],
+];
+
+const rows = cases.map(([name, round, note]) => {
+  const t = timeRounds(EVENTS, round);
+  return [name, rate(t), spread(t), cpuRate(t), `${num(t.nsPerOp)} ns`, note];
+});
+printTable(
+  `${num(EVENTS)} distinct events, ${num(averageBytes)} bytes each on average (median of rounds)`,
+  ["case", "events/s", "range", "per CPU-s", "per event", "note"],
+  rows,
+);
+if (sink === 0) console.log("(no events counted)");
