@@ -16,7 +16,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-USER node
+# The official image's "node" user, by number so Kubernetes can verify runAsNonRoot.
+USER 1000:1000
 # /metrics, /healthz, /readyz (FC_HTTP_PORT)
 EXPOSE 9464
 ENTRYPOINT ["node", "dist/src/cli.js"]
