@@ -29,6 +29,8 @@ export interface ConnectorDependencies {
   readonly logger?: Logger;
   /** Default: a new prom-client registry. */
   readonly metricsRegistry?: Registry;
+  /** How often consumer_lag_messages is refreshed. Default 15 s. */
+  readonly lagIntervalMs?: number;
 }
 
 export interface Connector {
@@ -255,8 +257,8 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
   });
 
   const lagTimer = setInterval(
-    () => void reportLag(admin, config, inputConsumer.assignedPartitions(), metrics),
-    15_000,
+    () => void reportLag(admin, config, inputConsumer.assignedPartitions(), metrics, logger),
+    deps.lagIntervalMs ?? 15_000,
   );
   lagTimer.unref();
 
@@ -312,6 +314,7 @@ async function reportLag(
   config: Config,
   assigned: readonly number[],
   metrics: Metrics,
+  logger: Logger,
 ): Promise<void> {
   try {
     const [ends, committed] = await Promise.all([
@@ -326,7 +329,8 @@ async function reportLag(
       const start = position < 0n ? BigInt(end.low) : position;
       metrics.consumerLag.set({ partition: String(end.partition) }, Number(BigInt(end.high) - start));
     }
-  } catch {
+  } catch (error) {
     // Lag is best effort: a failed read leaves the last values.
+    logger.debug({ err: error }, "consumer lag not refreshed");
   }
 }

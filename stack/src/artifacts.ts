@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { artifactCacheDir, mavenDir } from "./paths.ts";
 import { requireProgram } from "./processes.ts";
 
@@ -37,7 +37,14 @@ function runMaven(args: readonly string[], what: string): void {
 function cached(finalDir: string, fetch: (tmpDir: string) => void): string {
   if (existsSync(join(finalDir, ".complete"))) return finalDir;
   const tmpDir = `${finalDir}.tmp-${process.pid}`;
-  rmSync(tmpDir, { recursive: true, force: true });
+  // Leftovers of interrupted downloads (any pid) are never complete: clear them.
+  const parent = dirname(finalDir);
+  if (existsSync(parent)) {
+    for (const name of readdirSync(parent)) {
+      if (name.startsWith(`${basename(finalDir)}.tmp-`))
+        rmSync(join(parent, name), { recursive: true, force: true });
+    }
+  }
   mkdirSync(tmpDir, { recursive: true });
   fetch(tmpDir);
   writeFileSync(join(tmpDir, ".complete"), new Date().toISOString());

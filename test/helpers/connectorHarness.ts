@@ -101,10 +101,9 @@ export async function startHarness(options: HarnessOptions = {}) {
   const config: Config = loadConfig(env);
   const registry = new SchemaRegistry({ host: stack.registryUrl });
   const logger = pino({ level: process.env.FC_TEST_LOG_LEVEL ?? "warn" });
-  let connector: Connector | undefined = await startConnector(config, {
-    logger,
-    metricsRegistry: new Registry(),
-  });
+  // Lag refreshed often, so a test can read it soon after the work is done.
+  const start = () => startConnector(config, { logger, metricsRegistry: new Registry(), lagIntervalMs: 500 });
+  let connector: Connector | undefined = await start();
 
   /** Reads every record of a topic, from the beginning up to each partition's end as it is now. */
   const readTopicToEnd = async <T>(
@@ -303,7 +302,7 @@ export async function startHarness(options: HarnessOptions = {}) {
     },
     async restartConnector() {
       await connector?.stop();
-      connector = await startConnector(config, { logger, metricsRegistry: new Registry() });
+      connector = await start();
     },
     async close() {
       await connector?.stop();

@@ -104,6 +104,11 @@ describe("forecast-connector end to end (Kafka, schema registry, Azurite, emulat
 
     const commits = await harness.waitForCommitsAtEnd();
     for (const row of commits) expect(row.committed).toBe(row.end);
+    // Lag per owned partition, refreshed every 500 ms here: none left once everything is committed.
+    await new Promise((r) => setTimeout(r, 1200));
+    const lag = await harness.connector.metrics.consumerLag.get();
+    expect(lag.values.map((v) => v.labels.partition).sort()).toEqual(["0", "1", "2"]);
+    expect(lag.values.every((v) => v.value === 0)).toBe(true);
 
     const total = valid.length + avroRows.length + INVALID_EVENTS.length;
     expect(await harness.metric("forecast_connector_events_consumed_total")).toBe(total);

@@ -250,4 +250,18 @@ describe("createEventValidator", () => {
       }
     }
   });
+
+  it("refuses a store_id with whitespace inside: the endpoint's space-delimited output could not carry it", () => {
+    const validator = createEventValidator();
+    const result = validator.validateObject({ store_id: "CA 1", features: Array(13).fill(0.5) });
+    expect(result).toEqual({
+      ok: false,
+      reason: "invalid_store_id",
+      detail: expect.stringMatching(/whitespace/),
+    });
+    expect(validator.validateObject({ store_id: " CA_1 ", features: Array(13).fill(0.5) })).toEqual({
+      ok: true,
+      row: { store_id: "CA_1", features: Array(13).fill(0.5) },
+    });
+  });
 });
