@@ -30,8 +30,9 @@ import type { Config } from "../src/config/types.ts";
 import { type Connector, startConnector } from "../src/connector.ts";
 import { createEventValidator } from "../src/consumer/validate.ts";
 import type { BatchMember, FeatureRow } from "../src/types.ts";
-import { freePort, killProcessGroupNow } from "../stack/src/processes.ts";
-import { type RunningStack, startStack } from "../stack/src/stack.ts";
+import { localConnectorEnv } from "../stack/src/connectorEnv.ts";
+import { killProcessGroupNow } from "../stack/src/processes.ts";
+import { freeStackPorts, type RunningStack, startStack } from "../stack/src/stack.ts";
 import type { StackEndpoints } from "../stack/src/types.ts";
 import {
   banner,
@@ -157,18 +158,15 @@ async function startWorld(
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   try {
     const config = loadConfig({
-      FC_KAFKA_BROKERS: stack.kafkaBrokers.join(","),
-      FC_KAFKA_GROUP_ID: `${id}-group`,
+      ...localConnectorEnv({
+        endpoints: stack,
+        groupId: `${id}-group`,
+        topics,
+        inputContainer,
+        outputContainer,
+        scoringUri: emulator.scoringUri,
+      }),
       FC_KAFKA_SESSION_TIMEOUT_MS: "10000",
-      FC_INPUT_TOPIC: topics.input,
-      FC_RESULTS_TOPIC: topics.results,
-      FC_DEAD_LETTER_TOPIC: topics.deadLetter,
-      FC_SCHEMA_REGISTRY_URL: stack.registryUrl,
-      FC_INPUT_STORAGE_CONNECTION_STRING: stack.blobConnectionString,
-      FC_INPUT_CONTAINER: inputContainer,
-      FC_OUTPUT_CONTAINER: outputContainer,
-      FC_ENDPOINT_SCORING_URI: emulator.scoringUri,
-      FC_AZURE_CREDENTIAL: "local-dev",
       FC_BATCH_MAX_RECORDS: String(BATCH_RECORDS),
       FC_BATCH_MAX_WAIT_MS: "500",
       FC_JOB_POLL_INTERVAL_MS: "100",
@@ -584,15 +582,8 @@ function runMemoryChild(stack: RunningStack): Promise<boolean> {
 async function main(): Promise<number> {
   banner("end to end on the local stack (Kafka, schema registry, Azurite; connector + emulator in-process)");
   const startedAt = Date.now();
-  const ports = {
-    kafka: await freePort(),
-    kafkaController: await freePort(),
-    registry: await freePort(),
-    azurite: await freePort(),
-    emulator: await freePort(),
-  };
   console.log('starting the local stack (name "bench")...');
-  const stack = await startStack({ name: "bench", ports });
+  const stack = await startStack({ name: "bench", ports: await freeStackPorts() });
   console.log(`stack up in ${num((Date.now() - startedAt) / 1000, 1)} s (${stack.dir})`);
   const killAll = () => {
     for (const p of stack.processes) killProcessGroupNow(p.pid);

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
 import { Kafka, logLevel } from "kafkajs";
+import { localConnectorEnv } from "../stack/src/connectorEnv.ts";
 import { repoRoot } from "../stack/src/paths.ts";
 import { freePort } from "../stack/src/processes.ts";
 import { freeStackPorts, startStack } from "../stack/src/stack.ts";
@@ -67,17 +68,15 @@ async function main(): Promise<void> {
 
     const env = {
       ...process.env,
-      FC_KAFKA_BROKERS: e.kafkaBrokers.join(","),
-      FC_INPUT_TOPIC: "store-features",
-      FC_RESULTS_TOPIC: "store-forecasts",
-      FC_DEAD_LETTER_TOPIC: "store-features-dlq",
+      ...localConnectorEnv({
+        endpoints: e,
+        groupId: "forecast-connector-demo",
+        topics: { input: "store-features", results: "store-forecasts", deadLetter: "store-features-dlq" },
+        inputContainer: "feature-batches",
+        scoringUri: e.emulatorScoringUri as string,
+      }),
       FC_CREATE_TOPICS: "true",
       FC_TOPIC_PARTITIONS: "3",
-      FC_SCHEMA_REGISTRY_URL: e.registryUrl,
-      FC_INPUT_STORAGE_CONNECTION_STRING: e.blobConnectionString,
-      FC_INPUT_CONTAINER: "feature-batches",
-      FC_ENDPOINT_SCORING_URI: e.emulatorScoringUri as string,
-      FC_AZURE_CREDENTIAL: "local-dev",
       FC_BATCH_MAX_RECORDS: "15",
       FC_BATCH_MAX_WAIT_MS: "2000",
       FC_JOB_POLL_INTERVAL_MS: "500",

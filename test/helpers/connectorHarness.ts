@@ -12,6 +12,7 @@ import { createEmulator, type Emulator, type EmulatorFaults } from "../../emulat
 import { loadConfig } from "../../src/config/index.ts";
 import type { Config } from "../../src/config/types.ts";
 import { type Connector, startConnector } from "../../src/connector.ts";
+import { localConnectorEnv } from "../../stack/src/connectorEnv.ts";
 import { createTopics, testKafka, uniqueName } from "./kafka.ts";
 
 export interface HarnessOptions {
@@ -75,18 +76,15 @@ export async function startHarness(options: HarnessOptions = {}) {
   });
 
   const env: Record<string, string> = {
-    FC_KAFKA_BROKERS: stack.kafkaBrokers.join(","),
-    FC_KAFKA_GROUP_ID: `${id}-group`,
+    ...localConnectorEnv({
+      endpoints: stack,
+      groupId: `${id}-group`,
+      topics,
+      inputContainer,
+      outputContainer,
+      scoringUri: emulator.scoringUri,
+    }),
     FC_KAFKA_SESSION_TIMEOUT_MS: "10000",
-    FC_INPUT_TOPIC: topics.input,
-    FC_RESULTS_TOPIC: topics.results,
-    FC_DEAD_LETTER_TOPIC: topics.deadLetter,
-    FC_SCHEMA_REGISTRY_URL: stack.registryUrl,
-    FC_INPUT_STORAGE_CONNECTION_STRING: stack.blobConnectionString,
-    FC_INPUT_CONTAINER: inputContainer,
-    FC_OUTPUT_CONTAINER: outputContainer,
-    FC_ENDPOINT_SCORING_URI: emulator.scoringUri,
-    FC_AZURE_CREDENTIAL: "local-dev",
     FC_BATCH_MAX_RECORDS: "25",
     FC_BATCH_MAX_WAIT_MS: "300",
     FC_JOB_POLL_INTERVAL_MS: "100",
