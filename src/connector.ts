@@ -180,7 +180,10 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
           metrics.predictionRowsRejected.inc({ reason: "duplicate" }, event.duplicateRows);
         break;
     }
-    const level = event.type === "submit_failed" || event.type === "resubmitting" ? "warn" : "info";
+    const level =
+      event.type === "submit_failed" || event.type === "resubmitting" || event.type === "step_failed"
+        ? "warn"
+        : "info";
     const { type, ...fields } = event;
     jobLogger[level](
       { ...fields, ...("outcome" in event ? { outcome: event.outcome } : {}) },
@@ -232,7 +235,10 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
       if (lost.length > 0) coordinator.revoke(config.kafka.inputTopic, lost);
       logger.info({ assigned, lost }, "partitions assigned");
     },
-    onCrash: (error, willRestart) => logger.error({ err: error, willRestart }, "consumer crashed"),
+    onCrash: (error, willRestart) => {
+      logger.error({ err: error, willRestart }, "consumer crashed");
+      if (!willRestart) consumerDead = true;
+    },
   });
   consumer = inputConsumer;
   pipeline = createPipeline({
@@ -244,15 +250,18 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     score: (batch) => scoreBatch(batch, batchJobDeps),
     maxJobsInFlight: config.jobs.maxInFlight,
     maxEventsInFlight: config.flow.maxEventsInFlight,
+    maxDeadLetterValueBytes: config.validation.maxMessageBytes,
     metrics,
     logger: logger.child({ component: "pipeline" }),
   });
 
   let stopping = false;
+  let consumerDead = false;
   const health = await startHealthServer({
     port: config.observability.port,
     registry: metrics.registry,
-    isAlive: () => !stopping || inputConsumer.isJoined(),
+    // Not alive once the consumer has crashed for good (kafkajs will not restart it): let Kubernetes restart us.
+    isAlive: () => !consumerDead,
     isReady: () => !stopping && inputConsumer.isJoined(),
   });
 
@@ -290,14 +299,18 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
         runningPipeline.drain().then(() => true),
         new Promise<false>((resolve) => setTimeout(() => resolve(false), config.shutdownTimeoutMs).unref()),
       ]);
-      if (!drained)
+      if (!drained) {
         logger.warn(
           { jobsInFlight: runningPipeline.jobsInFlight() },
           "shutdown timeout: leaving jobs unsettled",
         );
-      coordinator.stop();
+      }
+      // Whatever is still running ends now, without an outcome: its events stay uncommitted.
+      abandonBatches.abort();
       poller.close();
+      // Commit what is settled before the publish retries stop and the consumer leaves its group.
       await coordinator.flushCommits();
+      coordinator.stop();
       clearInterval(lagTimer);
       await inputConsumer.stop().catch(() => {});
       await publisher.disconnect().catch(() => {});

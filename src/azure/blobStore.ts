@@ -77,10 +77,18 @@ export function createBatchStore(options: BatchStoreOptions): BatchStore {
     },
 
     async readBatchRows(blobPath, abortSignal) {
-      const body = await input
-        .getBlockBlobClient(blobPath)
-        .downloadToBuffer(0, undefined, abortSignal ? { abortSignal } : {});
-      return JSON.parse(body.toString("utf8")) as FeatureRow[];
+      try {
+        const body = await input
+          .getBlockBlobClient(blobPath)
+          .downloadToBuffer(0, undefined, abortSignal ? { abortSignal } : {});
+        return JSON.parse(body.toString("utf8")) as FeatureRow[];
+      } catch (error) {
+        // Deleted (a lifecycle rule) or never readable again: the dead letters go out without their rows
+        // rather than waiting forever for a file that will not come back.
+        if (error instanceof RestError && error.statusCode === 404) return [];
+        if (error instanceof SyntaxError) return [];
+        throw error;
+      }
     },
 
     outputPath: (ids) => fillPathTemplate(options.output.pathTemplate, ids),

@@ -24,6 +24,18 @@ function isRegistryOutage(error: unknown): boolean {
   return (error as Error).name === "ResponseError" && typeof status === "number" && status !== 404;
 }
 
+/** The registry client has no timeout of its own: a black-holed registry would hold the fetch handler. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new RegistryUnavailableError(new Error(`no answer within ${ms} ms`))),
+      ms,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 export interface EventDecoder {
   /**
    * JSON or Avro (Confluent wire format, recognised by its magic byte) to a validated row. Throws only
@@ -36,6 +48,11 @@ export function createEventDecoder(options: {
   readonly registry: Pick<SchemaRegistry, "decode">;
   readonly validator: EventValidator;
   readonly maxMessageBytes: number;
+  /**
+   * Longest wait for the registry (only on a schema id's first use): the fetch handler must return well
+   * within the session timeout. Default 5 s; past it the event is left for the next fetch.
+   */
+  readonly registryTimeoutMs?: number;
 }): EventDecoder {
   return {
     async decode(value) {
@@ -44,8 +61,9 @@ export function createEventDecoder(options: {
       let decoded: unknown;
       try {
         // The registry client caches schemas by id: only the first event of a schema costs a request.
-        decoded = await options.registry.decode(value);
+        decoded = await withTimeout(options.registry.decode(value), options.registryTimeoutMs ?? 5000);
       } catch (error) {
+        if (error instanceof RegistryUnavailableError) throw error;
         if (isRegistryOutage(error)) throw new RegistryUnavailableError(error);
         return {
           ok: false,

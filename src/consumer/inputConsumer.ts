@@ -55,13 +55,24 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
   });
   let assigned: number[] = [];
   let joined = false;
+  // The state flow control wants. kafkajs forgets pauses when it restarts its consumer after a crash, and
+  // refuses pause()/resume() while it is between groups: the wish is kept here and applied when it can be.
   let paused = false;
+  const applyPause = () => {
+    try {
+      if (paused) consumer.pause([{ topic: options.topic }]);
+      else consumer.resume([{ topic: options.topic }]);
+    } catch {
+      // Between a crash and the restart: GROUP_JOIN applies it again.
+    }
+  };
 
   consumer.on(consumer.events.GROUP_JOIN, (event) => {
     const now = event.payload.memberAssignment[options.topic] ?? [];
     const lost = assigned.filter((p) => !now.includes(p));
     assigned = [...now].sort((a, b) => a - b);
     joined = true;
+    if (paused) applyPause();
     options.onAssignment(assigned, lost);
   });
   consumer.on(consumer.events.CRASH, (event) => {
@@ -94,7 +105,8 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
               ...(message.headers ? { headers: message.headers } : {}),
             });
           }
-          if (!isRunning() || isStale()) return;
+          // A batch fetched before a rebalance moved its partition away: not ours to track or commit.
+          if (!isRunning() || isStale() || !assigned.includes(batch.partition)) return;
           const taken = await options.onMessages(messages);
           const last = batch.messages[taken - 1];
           if (last) resolveOffset(last.offset);
@@ -107,15 +119,19 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
     pause() {
       if (paused) return;
       paused = true;
-      consumer.pause([{ topic: options.topic }]);
+      applyPause();
     },
     resume() {
       if (!paused) return;
       paused = false;
-      consumer.resume([{ topic: options.topic }]);
+      applyPause();
     },
     isPaused: () => paused,
-    commit: (entries) => consumer.commitOffsets(entries.map((e) => ({ ...e }))),
+    async commit(entries) {
+      // kafkajs silently skips a commit while it rejoins: report it, so the entries are committed later.
+      if (!joined) throw new Error("not a member of the group right now");
+      await consumer.commitOffsets(entries.map((e) => ({ ...e })));
+    },
     isJoined: () => joined,
     assignedPartitions: () => assigned,
     async stop() {

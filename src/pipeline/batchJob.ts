@@ -48,6 +48,7 @@ export type BatchJobEvent =
   | { type: "submit_failed"; batchId: string; attempt: number; error: string; retriable: boolean }
   | { type: "finished"; batchId: string; jobId: string; attempt: number; outcome: JobOutcome }
   | { type: "resubmitting"; batchId: string; attempt: number; reason: string }
+  | { type: "step_failed"; batchId: string; step: string; error: string }
   | {
       type: "results_parsed";
       batchId: string;
@@ -70,6 +71,8 @@ export interface BatchJobDeps {
   readonly maxAttempts: number;
   /** First wait before resubmitting after the endpoint could not be reached at all; doubles up to 60 s. Default 1 s. */
   readonly submitRetryDelayMs?: number;
+  /** Deadline of one try of a blob step (upload, reading results). Default 5 minutes. */
+  readonly stepTimeoutMs?: number;
   /** Aborts the batch (shutdown): it then rejects, and its events stay uncommitted. */
   readonly signal?: AbortSignal;
   readonly onEvent?: (event: BatchJobEvent) => void;
@@ -91,7 +94,7 @@ export function repeatabilityId(batchId: string, attempt: number): string {
  */
 export async function uploadBatch(
   sealed: SealedBatch,
-  deps: Pick<BatchJobDeps, "store" | "signal" | "onEvent">,
+  deps: Pick<BatchJobDeps, "store" | "signal" | "onEvent" | "submitRetryDelayMs" | "stepTimeoutMs">,
 ): Promise<UploadedBatchRecord> {
   const plan = planBatchFiles(sealed.batchId, sealed.members);
   const bodies = plan.map((file) => ({
@@ -99,7 +102,9 @@ export async function uploadBatch(
     body: serializeBatchFile(sealed.rows, file),
   }));
   const uploadStarted = Date.now();
-  const uploaded = await deps.store.uploadBatch(sealed.batchId, bodies, deps.signal);
+  const uploaded = await untilDone("upload", sealed.batchId, deps, (signal) =>
+    deps.store.uploadBatch(sealed.batchId, bodies, signal),
+  );
   deps.onEvent?.({
     type: "uploaded",
     batchId: sealed.batchId,
@@ -196,9 +201,43 @@ async function submitUntilAnswered(
     } catch (error) {
       deps.signal?.throwIfAborted();
       const message = (error as Error).message;
-      const rejected = error instanceof EndpointError && BATCH_REJECTED_STATUSES.has(error.status ?? 0);
+      // Rejected: the request is wrong for this batch (a 4xx in the list), or the answer was unusable (a 2xx
+      // without a job id): sending the same request again would get the same answer.
+      const rejected =
+        error instanceof EndpointError &&
+        (BATCH_REJECTED_STATUSES.has(error.status ?? 0) ||
+          (!error.retriable && (error.status === undefined || error.status < 300)));
       emit({ type: "submit_failed", batchId: batch.batchId, attempt, error: message, retriable: !rejected });
       if (rejected) return { ok: false, detail: `submission rejected: ${message}` };
+      const delayMs = Math.min((deps.submitRetryDelayMs ?? 1000) * 2 ** failures, 60_000);
+      await sleep(
+        delayMs * (0.8 + Math.random() * 0.4),
+        undefined,
+        deps.signal ? { signal: deps.signal } : {},
+      );
+    }
+  }
+}
+
+/**
+ * Runs a blob step (upload, reading results) until it succeeds: a storage error that outlasted the SDK's own
+ * retries (RBAC still propagating, a network partition, a stalled download) must neither lose the batch nor
+ * leave its events tracked forever. Each try has a deadline; the loop ends only on the abort signal.
+ */
+async function untilDone<T>(
+  step: string,
+  batchId: string,
+  deps: Pick<BatchJobDeps, "signal" | "onEvent" | "submitRetryDelayMs" | "stepTimeoutMs">,
+  run: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  for (let failures = 0; ; failures++) {
+    deps.signal?.throwIfAborted();
+    const deadline = AbortSignal.timeout(deps.stepTimeoutMs ?? 5 * 60_000);
+    try {
+      return await run(deps.signal ? AbortSignal.any([deps.signal, deadline]) : deadline);
+    } catch (error) {
+      deps.signal?.throwIfAborted();
+      deps.onEvent?.({ type: "step_failed", batchId, step, error: (error as Error).message });
       const delayMs = Math.min((deps.submitRetryDelayMs ?? 1000) * 2 ** failures, 60_000);
       await sleep(
         delayMs * (0.8 + Math.random() * 0.4),
@@ -217,17 +256,25 @@ async function collectResults(
   deps: BatchJobDeps,
   emit: (event: BatchJobEvent) => void,
 ): Promise<BatchResult> {
-  const matcher = createBatchMatcher(batch.files);
-  let malformedRows = 0;
-  const stream = await deps.store.openPredictions(outputPath);
-  // A Completed job without output leaves every event without a prediction: all become dead letters.
-  if (stream) {
-    for await (const line of parsePredictions(stream)) {
-      if (line.ok) matcher.add(line.row);
-      else malformedRows++;
-    }
-  }
-  const matched = matcher.finish();
+  // A read that fails halfway starts over with a fresh matcher: the whole file is read again.
+  const { matched, malformedRows } = await untilDone(
+    "read predictions",
+    batch.batchId,
+    deps,
+    async (signal) => {
+      const matcher = createBatchMatcher(batch.files);
+      let malformed = 0;
+      const stream = await deps.store.openPredictions(outputPath, signal);
+      // A Completed job without output leaves every event without a prediction: all become dead letters.
+      if (stream) {
+        for await (const line of parsePredictions(stream)) {
+          if (line.ok) matcher.add(line.row);
+          else malformed++;
+        }
+      }
+      return { matched: matcher.finish(), malformedRows: malformed };
+    },
+  );
   emit({
     type: "results_parsed",
     batchId: batch.batchId,

@@ -25,6 +25,8 @@ export interface CoordinatorOptions {
   readonly logger: Logger;
   /** Backoff between attempts to publish outcomes Kafka refused; default 1 s doubling to 30 s. */
   readonly retryDelayMs?: number;
+  /** How often committable offsets whose commit failed are tried again. Default 5 s. */
+  readonly commitRetryIntervalMs?: number;
 }
 
 export interface InvalidEvent {
@@ -34,6 +36,7 @@ export interface InvalidEvent {
   readonly key: Buffer | null;
   readonly value: Buffer | null;
   readonly headers?: DeadLetter["originalHeaders"];
+  readonly truncatedFromBytes?: number;
 }
 
 export interface Coordinator {
@@ -107,7 +110,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         // Usually a rebalance in progress: the entries stay committable and go with the next commit.
         logger.warn({ err: error, entries }, "offset commit failed; will retry with the next one");
       }
-    } while (commitAgain && !stopped);
+    } while (commitAgain);
   };
 
   const flushCommits = (): Promise<void> => {
@@ -168,6 +171,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     }
   };
 
+  // A commit that failed (a rebalance, a coordinator move) is tried again even if no new outcome arrives.
+  const commitRetryTimer = setInterval(() => void flushCommits(), options.commitRetryIntervalMs ?? 5000);
+  commitRetryTimer.unref();
+
   return {
     track(source) {
       // False for an offset at or below the highest seen on its partition: kafkajs refetches from the
@@ -186,6 +193,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         key: e.key,
         value: e.value,
         ...(e.headers ? { originalHeaders: e.headers } : {}),
+        ...(e.truncatedFromBytes !== undefined ? { truncatedFromBytes: e.truncatedFromBytes } : {}),
       }));
       if (!(await publishUntilAcknowledged("invalid events", [], letters))) return;
       for (const letter of letters) metrics.deadLetters.inc({ reason: letter.reason });
@@ -247,6 +255,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     stop() {
       stopped = true;
       stopping.abort();
+      clearInterval(commitRetryTimer);
     },
   };
 }

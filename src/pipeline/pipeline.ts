@@ -20,6 +20,11 @@ export interface PipelineOptions {
   readonly score: (batch: UploadedBatchRecord) => Promise<BatchResult>;
   readonly maxJobsInFlight: number;
   readonly maxEventsInFlight: number;
+  /**
+   * An event rejected as too large is dead-lettered with its first this-many bytes (and its original size in
+   * a header): whole, it might not fit the dead-letter topic either.
+   */
+  readonly maxDeadLetterValueBytes: number;
   readonly metrics: Metrics;
   readonly logger: Logger;
 }
@@ -55,6 +60,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const jobsInFlight = () => running.size + waiting.length;
 
   const applyFlowControl = () => {
+    if (closed) return; // shutting down: the input stays paused
     const events = coordinator.inFlight();
     metrics.jobsInFlight.set(jobsInFlight());
     const full = events >= options.maxEventsInFlight || waiting.length > 0;
@@ -126,12 +132,16 @@ export function createPipeline(options: PipelineOptions): Pipeline {
           });
         } else {
           metrics.eventsInvalid.inc({ reason: result.reason });
+          const value = message.value;
+          const truncate =
+            result.reason === "too_large" && value !== null && value.length > options.maxDeadLetterValueBytes;
           invalid.push({
             source: message.source,
             reason: result.reason,
             detail: result.detail,
             key: message.key,
-            value: message.value,
+            value: truncate ? value.subarray(0, options.maxDeadLetterValueBytes) : value,
+            ...(truncate ? { truncatedFromBytes: value.length } : {}),
             ...(message.headers ? { headers: message.headers } : {}),
           });
         }

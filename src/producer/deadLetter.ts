@@ -16,6 +16,8 @@ export interface DeadLetter {
   readonly key: Buffer | null;
   readonly value: Buffer | null;
   readonly originalHeaders?: IHeaders;
+  /** Set when value is the first bytes only of an event too large to republish whole: its original size. */
+  readonly truncatedFromBytes?: number;
   readonly jobId?: string;
   readonly batchId?: string;
 }
@@ -31,6 +33,7 @@ export const DLQ_HEADERS = {
   failedAt: "dlq.failed.at",
   jobId: "dlq.job.id",
   batchId: "dlq.batch.id",
+  truncatedFromBytes: "dlq.value.truncated.from.bytes",
 } as const;
 
 export function deadLetterHeaders(letter: DeadLetter, failedAt: Date): IHeaders {
@@ -46,5 +49,8 @@ export function deadLetterHeaders(letter: DeadLetter, failedAt: Date): IHeaders 
     [DLQ_HEADERS.failedAt]: failedAt.toISOString(),
     ...(letter.jobId ? { [DLQ_HEADERS.jobId]: letter.jobId } : {}),
     ...(letter.batchId ? { [DLQ_HEADERS.batchId]: letter.batchId } : {}),
+    ...(letter.truncatedFromBytes !== undefined
+      ? { [DLQ_HEADERS.truncatedFromBytes]: String(letter.truncatedFromBytes) }
+      : {}),
   };
 }

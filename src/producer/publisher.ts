@@ -19,6 +19,41 @@ export interface Publisher {
   disconnect(): Promise<void>;
 }
 
+const MAX_REQUEST_BYTES = 512 * 1024;
+
+function messageBytes(message: Message): number {
+  let size = (message.key?.length ?? 0) + (message.value?.length ?? 0) + 64;
+  for (const [name, value] of Object.entries(message.headers ?? {}))
+    size += name.length + String(value).length;
+  return size;
+}
+
+/** Splits messages, in order, into groups of at most maxBytes (a single larger message stands alone). */
+function chunked(
+  topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>,
+  maxBytes: number,
+): Array<Array<{ topic: string; messages: Message[] }>> {
+  const chunks: Array<Array<{ topic: string; messages: Message[] }>> = [];
+  let current: Array<{ topic: string; messages: Message[] }> = [];
+  let bytes = 0;
+  for (const { topic, messages } of topicMessages) {
+    for (const message of messages) {
+      const size = messageBytes(message);
+      if (bytes + size > maxBytes && bytes > 0) {
+        chunks.push(current);
+        current = [];
+        bytes = 0;
+      }
+      const last = current.at(-1);
+      if (last?.topic === topic) last.messages.push(message);
+      else current.push({ topic, messages: [message] });
+      bytes += size;
+    }
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
 /** The connector's one idempotent producer, for the results topic and the dead-letter topic. */
 export function createPublisher(options: PublisherOptions): Publisher {
   const producer: Producer = options.kafka.producer({
@@ -53,7 +88,11 @@ export function createPublisher(options: PublisherOptions): Publisher {
           })),
         });
       }
-      if (topicMessages.length > 0) await producer.sendBatch({ topicMessages, acks: -1 });
+      // Several requests when needed: one request per partition batch must stay under the broker's
+      // message.max.bytes (1 MiB by default), whatever a fetch of invalid events added up to.
+      for (const chunk of chunked(topicMessages, MAX_REQUEST_BYTES)) {
+        await producer.sendBatch({ topicMessages: chunk, acks: -1 });
+      }
     },
     disconnect: () => producer.disconnect(),
   };

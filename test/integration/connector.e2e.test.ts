@@ -72,6 +72,9 @@ describe("forecast-connector end to end (Kafka, schema registry, Azurite, emulat
     const valid = validEvents(150);
     await harness.produce(valid);
     await harness.produce(INVALID_EVENTS.map((e, i) => ({ key: `bad-${i}`, value: e.value })));
+    // Larger than FC_MAX_MESSAGE_BYTES (64 KiB): dead-lettered with its first 64 KiB and its size in a header.
+    const huge = JSON.stringify({ store_id: "HUGE", features: features(1), padding: "x".repeat(80_000) });
+    await harness.produce([{ key: "huge", value: huge }]);
 
     // Avro events too, in the Confluent wire format through the registry.
     const { id } = await harness.registry.register(
@@ -89,8 +92,12 @@ describe("forecast-connector end to end (Kafka, schema registry, Azurite, emulat
     expectOnePredictionPerEvent(predictions, [...valid, ...avroRows]);
     expect(new Set(predictions.map((p) => p.value.source_partition)).size).toBe(3);
 
-    const letters = await harness.readDeadLetters(INVALID_EVENTS.length);
-    expect(letters).toHaveLength(INVALID_EVENTS.length);
+    const letters = await harness.readDeadLetters(INVALID_EVENTS.length + 1);
+    expect(letters).toHaveLength(INVALID_EVENTS.length + 1);
+    const tooLarge = letters.find((l) => l.key === "huge");
+    expect(tooLarge?.headers["dlq.reason"]).toBe("too_large");
+    expect(tooLarge?.headers["dlq.value.truncated.from.bytes"]).toBe(String(Buffer.byteLength(huge)));
+    expect(tooLarge?.value?.equals(Buffer.from(huge).subarray(0, 65_536))).toBe(true);
     for (const [i, event] of INVALID_EVENTS.entries()) {
       const letter = letters.find((l) => l.key === `bad-${i}`);
       expect(letter, `dead letter for bad-${i}`).toBeDefined();
@@ -110,12 +117,12 @@ describe("forecast-connector end to end (Kafka, schema registry, Azurite, emulat
     expect(lag.values.map((v) => v.labels.partition).sort()).toEqual(["0", "1", "2"]);
     expect(lag.values.every((v) => v.value === 0)).toBe(true);
 
-    const total = valid.length + avroRows.length + INVALID_EVENTS.length;
+    const total = valid.length + avroRows.length + INVALID_EVENTS.length + 1;
     expect(await harness.metric("forecast_connector_events_consumed_total")).toBe(total);
     expect(await harness.metric("forecast_connector_predictions_published_total")).toBe(
       valid.length + avroRows.length,
     );
-    expect(await harness.metric("forecast_connector_dead_letters_total")).toBe(INVALID_EVENTS.length);
+    expect(await harness.metric("forecast_connector_dead_letters_total")).toBe(INVALID_EVENTS.length + 1);
     expect(
       await harness.metric("forecast_connector_events_invalid_total", { reason: "malformed_json" }),
     ).toBe(1);
