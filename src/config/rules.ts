@@ -107,6 +107,19 @@ export const RULES: readonly Rule[] = [
     ),
   },
   {
+    description:
+      "With FC_SCHEMA_REGISTRY_USERNAME, FC_SCHEMA_REGISTRY_URL is https (http only on loopback): the password must not travel in clear",
+    check({ values, isSet }) {
+      const url = values.FC_SCHEMA_REGISTRY_URL;
+      if (!isSet("FC_SCHEMA_REGISTRY_USERNAME") || url === undefined) return [];
+      const parsed = parseUrl(url);
+      if (parsed === undefined || parsed.protocol === "https:" || isLoopbackHost(parsed.hostname)) return [];
+      return [
+        `FC_SCHEMA_REGISTRY_URL must be https when FC_SCHEMA_REGISTRY_USERNAME is set (basic auth over plain http sends the password in clear), got ${parsed.origin}`,
+      ];
+    },
+  },
+  {
     description: `FC_AZURE_CREDENTIAL=local-dev only with a loopback FC_ENDPOINT_SCORING_URI host (${LOOPBACK_HOSTS.join(", ")}); storage account URLs then on loopback too`,
     check({ values }) {
       if (values.FC_AZURE_CREDENTIAL !== "local-dev") return [];

@@ -640,4 +640,24 @@ describe("describe", () => {
   it("crossFieldRulesMarkdown lists every rule", () => {
     expect(crossFieldRulesMarkdown().split("\n")).toHaveLength(RULES.length);
   });
+
+  it("refuses schema-registry basic auth over plain http to a host that is not loopback", () => {
+    const error = problemsOf({
+      FC_SCHEMA_REGISTRY_URL: "http://registry.example.com:8081",
+      FC_SCHEMA_REGISTRY_USERNAME: "svc",
+      FC_SCHEMA_REGISTRY_PASSWORD: "s3cret-pw",
+    });
+    expect(error.join("\n")).toMatch(
+      /FC_SCHEMA_REGISTRY_URL must be https when FC_SCHEMA_REGISTRY_USERNAME is set/,
+    );
+    expect(error.join("\n")).not.toContain("s3cret-pw");
+    const onLoopback = loadConfig(
+      withEnv({
+        FC_SCHEMA_REGISTRY_URL: "http://127.0.0.1:8081",
+        FC_SCHEMA_REGISTRY_USERNAME: "svc",
+        FC_SCHEMA_REGISTRY_PASSWORD: "s3cret-pw",
+      }),
+    );
+    expect(onLoopback.schemaRegistry.username).toBe("svc");
+  });
 });
