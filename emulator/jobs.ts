@@ -57,16 +57,19 @@ export interface JobSnapshot {
 }
 
 /** The mutable record behind a snapshot; only the store and the server touch it. */
-export interface JobRecord {
-  readonly id: string;
-  readonly flavor: ApiFlavor;
-  readonly inputUri: string;
-  readonly inputType?: InputType;
-  readonly outputContainer: string;
-  readonly outputBlobPath: string;
-  readonly repeatabilityId: string | null;
-  readonly createdAtMs: number;
-  readonly faults: JobFaultPlan;
+export interface JobRecord
+  extends Pick<
+    JobSnapshot,
+    | "id"
+    | "flavor"
+    | "inputUri"
+    | "inputType"
+    | "outputContainer"
+    | "outputBlobPath"
+    | "repeatabilityId"
+    | "createdAtMs"
+    | "faults"
+  > {
   submitCount: number;
   statusPolls: number;
   outcome?: JobOutcome;

@@ -103,36 +103,30 @@ export async function startHarness(options: HarnessOptions = {}) {
   const start = () => startConnector(config, { logger, metricsRegistry: new Registry(), lagIntervalMs: 500 });
   let connector: Connector | undefined = await start();
 
-  /** Reads every record of a topic, from the beginning up to each partition's end as it is now. */
-  const readTopicToEnd = async <T>(
+  type RawMessage = { key: Buffer | null; value: Buffer | null; offset: string; headers?: IHeaders };
+
+  /**
+   * Consumes a topic from the beginning with a throwaway group, handing each message to `take`, until it says
+   * the reading is complete or the time runs out.
+   */
+  const consume = async (
     topic: string,
-    map: (m: { key: Buffer | null; value: Buffer | null; headers?: IHeaders }) => Promise<T>,
-    timeoutMs = 30_000,
-  ): Promise<T[]> => {
-    const admin = kafka.admin();
-    await admin.connect();
-    const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
-    const remaining = new Map(
-      ends.filter((e) => BigInt(e.high) > BigInt(e.low)).map((e) => [e.partition, BigInt(e.high)]),
-    );
-    if (remaining.size === 0) return [];
+    take: (partition: number, message: RawMessage) => Promise<boolean>,
+    progress: () => string,
+    timeoutMs: number,
+  ): Promise<void> => {
     const consumer = kafka.consumer({ groupId: uniqueName("reader") });
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: true });
-    const items: T[] = [];
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
-          () => reject(new Error(`${topic}: ${items.length} records, not at the end after ${timeoutMs} ms`)),
+          () => reject(new Error(`${topic}: ${progress()} after ${timeoutMs} ms`)),
           timeoutMs,
         );
         void consumer.run({
           eachMessage: async ({ partition, message }) => {
-            const end = remaining.get(partition);
-            if (end === undefined || BigInt(message.offset) >= end) return;
-            items.push(await map(message));
-            if (BigInt(message.offset) + 1n >= end) remaining.delete(partition);
-            if (remaining.size === 0) {
+            if (await take(partition, message)) {
               clearTimeout(timer);
               resolve();
             }
@@ -142,6 +136,34 @@ export async function startHarness(options: HarnessOptions = {}) {
     } finally {
       await consumer.disconnect();
     }
+  };
+
+  /** Reads every record of a topic, from the beginning up to each partition's end as it is now. */
+  const readTopicToEnd = async <T>(
+    topic: string,
+    map: (m: RawMessage) => Promise<T>,
+    timeoutMs = 30_000,
+  ): Promise<T[]> => {
+    const admin = kafka.admin();
+    await admin.connect();
+    const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
+    const remaining = new Map(
+      ends.filter((e) => BigInt(e.high) > BigInt(e.low)).map((e) => [e.partition, BigInt(e.high)]),
+    );
+    const items: T[] = [];
+    if (remaining.size === 0) return items;
+    await consume(
+      topic,
+      async (partition, message) => {
+        const end = remaining.get(partition);
+        if (end === undefined || BigInt(message.offset) >= end) return false;
+        items.push(await map(message));
+        if (BigInt(message.offset) + 1n >= end) remaining.delete(partition);
+        return remaining.size === 0;
+      },
+      () => `${items.length} records, not at the end`,
+      timeoutMs,
+    );
     return items;
   };
 
@@ -158,39 +180,24 @@ export async function startHarness(options: HarnessOptions = {}) {
   /** Reads a topic from the beginning until `until` says enough or the time runs out. */
   const readTopic = async <T>(
     topic: string,
-    map: (m: { key: Buffer | null; value: Buffer | null; headers?: IHeaders }) => Promise<T>,
+    map: (m: RawMessage) => Promise<T>,
     until: (items: T[]) => boolean,
     timeoutMs = 60_000,
   ): Promise<T[]> => {
-    const consumer = kafka.consumer({ groupId: uniqueName("reader") });
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
     const items: T[] = [];
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`${topic}: ${items.length} records after ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-        if (until(items)) {
-          clearTimeout(timer);
-          resolve();
-        }
-        void consumer.run({
-          eachMessage: async ({ message }) => {
-            items.push(await map(message));
-            if (until(items)) {
-              clearTimeout(timer);
-              resolve();
-            }
-          },
-        });
-      });
-      // Linger a little: anything beyond the expected count (a duplicate) must show up too.
-      await new Promise((r) => setTimeout(r, 1500));
-    } finally {
-      await consumer.disconnect();
+    if (!until(items)) {
+      await consume(
+        topic,
+        async (_partition, message) => {
+          items.push(await map(message));
+          return until(items);
+        },
+        () => `${items.length} records`,
+        timeoutMs,
+      );
     }
+    // Linger a little: anything beyond the expected count (a duplicate) must show up too.
+    await new Promise((r) => setTimeout(r, 1500));
     return items;
   };
 
