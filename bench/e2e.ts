@@ -9,7 +9,7 @@
  * 1. Throughput and latency: N JSON events over 6 partitions, produced as fast as Kafka takes them; timed
  *    until every prediction is acknowledged on the results topic. Latency per event: the result record's
  *    Kafka timestamp minus the input event's (source_timestamp), read back from the results topic.
- * 2. In-flight memory (design note 8): in a fresh process, jobs held Running (emulator runMs: 10 minutes)
+ * 2. In-flight memory (docs/architecture.md, invariant 8): in a fresh process, jobs held Running (emulator runMs: 10 minutes)
  *    with every batch uploaded and submitted; live heap and RSS at 0, N/2 and N events in flight.
  *
  * The stack is started under the name "bench" on free ports and stopped at the end, on error and on
@@ -25,8 +25,8 @@ import { Kafka, logLevel } from "kafkajs";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { createEmulator, type Emulator } from "../emulator/index.ts";
+import type { Config } from "../src/config/index.ts";
 import { loadConfig } from "../src/config/index.ts";
-import type { Config } from "../src/config/types.ts";
 import { type Connector, startConnector } from "../src/connector.ts";
 import { createEventValidator } from "../src/consumer/validate.ts";
 import type { BatchMember, FeatureRow } from "../src/types.ts";
@@ -173,6 +173,8 @@ async function startWorld(
       FC_JOB_TIMEOUT_MS: "60000",
       FC_HTTP_RETRY_DELAY_MS: "20",
       FC_HTTP_MAX_RETRY_DELAY_MS: "200",
+      FC_RETRY_INITIAL_DELAY_MS: "20",
+      FC_RETRY_MAX_DELAY_MS: "200",
       FC_HTTP_PORT: "0",
       FC_LOG_LEVEL: "warn",
       FC_SHUTDOWN_TIMEOUT_MS: "5000",
@@ -221,7 +223,7 @@ async function startWorld(
 
 /**
  * Objects reachable now, counted in a heap snapshot: FeatureRows (an object with `store_id` and `features`)
- * and SealedBatches (an object with `rows` and `members`). After upload, design note 8 wants neither kept.
+ * and SealedBatches (an object with `rows` and `members`). After upload, invariant 8 of docs/architecture.md wants neither kept.
  */
 async function heapCensus(): Promise<{ featureRows: number; sealedBatches: number; members: number }> {
   const session = new Session();
@@ -411,7 +413,7 @@ async function throughputRun(stack: RunningStack): Promise<boolean> {
         ["seal triggers", triggers || "-"],
         ["jobs submitted / completed at the emulator", `${num(jobsSubmitted)} / ${num(completedJobs)}`],
         ["jobs resubmitted", num(jobsRetried)],
-        ["max jobs in flight (FC_MAX_JOBS_IN_FLIGHT)", num(world.config.jobs.maxInFlight)],
+        ["max jobs in flight (FC_MAX_JOBS_IN_FLIGHT)", num(world.config.flow.maxJobsInFlight)],
         [
           "mean blob upload / job duration (submit -> terminal)",
           `${ms(uploadMean * 1000)} / ${ms(jobMean * 1000)}`,
@@ -531,7 +533,7 @@ async function memoryChild(endpoints: StackEndpoints): Promise<void> {
       ],
     );
     printTable(
-      "per event in flight after upload (design note 8: the features live in the blob)",
+      "per event in flight after upload (invariant 8: the features live in the blob)",
       ["figure", "bytes/event"],
       [
         ["live heap, 0 -> N", perEvent(base.heap, atFull.heap, EVENTS)],

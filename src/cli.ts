@@ -49,7 +49,7 @@ async function main(command: string | undefined): Promise<number> {
     const shutdown = (signal: NodeJS.Signals) => {
       logger.info({ signal }, "shutdown requested");
       // A second signal, or the bound passing, ends the process regardless.
-      const hardStop = setTimeout(() => process.exit(1), config.shutdownTimeoutMs + 15_000);
+      const hardStop = setTimeout(() => process.exit(1), config.lifecycle.shutdownTimeoutMs + 15_000);
       hardStop.unref();
       process.once(signal, () => process.exit(1));
       connector.stop().then(resolve, (error: unknown) => {

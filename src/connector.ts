@@ -1,27 +1,34 @@
+/**
+ * The one place the connector is wired: every stage built from its slice of the configuration, in the
+ * pipeline's order, each reporting through the instrumentation (docs/architecture.md, "Stages").
+ */
 import type { TokenCredential } from "@azure/core-auth";
-import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
 import type { Admin } from "kafkajs";
 import { Registry } from "prom-client";
-import { createBatchStore } from "./azure/blobStore.ts";
+import { type BatchStore, createBatchStore } from "./azure/blobStore.ts";
 import { createCredential } from "./azure/credential.ts";
 import { createEndpointClient } from "./azure/endpointClient.ts";
 import { createJobPoller } from "./azure/jobPoller.ts";
-import { createBatcher, createBatchPolicy } from "./batcher/index.ts";
-import type { Config } from "./config/types.ts";
+import { createBatchPolicy } from "./batcher/index.ts";
+import type { Config } from "./config/index.ts";
 import { createEventDecoder } from "./consumer/decode.ts";
 import { createInputConsumer } from "./consumer/inputConsumer.ts";
 import { createEventValidator } from "./consumer/validate.ts";
-import { createKafkaClient } from "./kafkaClient.ts";
+import { createKafkaClient } from "./kafka/client.ts";
+import { checkSchemaRegistry, createSchemaRegistry } from "./kafka/schemaRegistry.ts";
+import { ensureTopics } from "./kafka/topics.ts";
+import { startLagReporter } from "./observability/consumerLag.ts";
 import { startHealthServer } from "./observability/healthServer.ts";
+import { createInstrumentation } from "./observability/instrumentation.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { createMetrics, type Metrics } from "./observability/metrics.ts";
-import { type BatchJobDeps, type BatchJobEvent, scoreBatch, uploadBatch } from "./pipeline/batchJob.ts";
+import { createBatchJobRunner } from "./pipeline/batchJob.ts";
 import { createCoordinator } from "./pipeline/coordinator.ts";
 import { createOffsetTracker } from "./pipeline/offsetTracker.ts";
 import { createPipeline, type Pipeline } from "./pipeline/pipeline.ts";
 import { createPredictionEncoder } from "./producer/predictionRecord.ts";
 import { createPublisher } from "./producer/publisher.ts";
-import type { SealedBatch } from "./types.ts";
+import { createRetryPolicy } from "./retry.ts";
 
 export interface ConnectorDependencies {
   /** Default: from config (DefaultAzureCredential, or the local-dev one for the emulator). */
@@ -38,7 +45,7 @@ export interface Connector {
   /** The port /metrics, /healthz and /readyz are served on. */
   readonly httpPort: number;
   readonly pipeline: Pipeline;
-  /** Stops fetching, lets quick work finish within shutdownTimeoutMs, commits what is settled, disconnects. */
+  /** Stops fetching, lets quick work finish within the shutdown timeout, commits what is settled, disconnects. */
   stop(): Promise<void>;
 }
 
@@ -51,62 +58,17 @@ export class StartupError extends Error {
   }
 }
 
-/** Topics must exist (or be created when FC_CREATE_TOPICS is on); whatever is missing is named. */
-async function ensureTopics(admin: Admin, config: Config["kafka"]): Promise<string[]> {
-  const wanted = [config.inputTopic, config.resultsTopic, config.deadLetterTopic];
-  const existing = new Set(await admin.listTopics());
-  const missing = wanted.filter((t) => !existing.has(t));
-  if (missing.length === 0) return [];
-  if (!config.createTopics) {
-    return missing.map((t) => `Kafka topic "${t}" does not exist (create it, or set FC_CREATE_TOPICS=true)`);
-  }
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: missing.map((topic) => ({ topic, numPartitions: config.topicPartitions, replicationFactor: -1 })),
-  });
-  return [];
-}
-
-async function checkRegistry(config: Config["schemaRegistry"]): Promise<string[]> {
-  const headers: Record<string, string> = {};
-  if (config.username) {
-    headers.Authorization = `Basic ${Buffer.from(`${config.username}:${config.password ?? ""}`).toString("base64")}`;
-  }
-  try {
-    const response = await fetch(`${config.url.replace(/\/+$/, "")}/subjects`, {
-      headers,
-      signal: AbortSignal.timeout(10_000),
-    });
-    return response.ok ? [] : [`schema registry at ${config.url} answered HTTP ${response.status}`];
-  } catch (error) {
-    return [`schema registry at ${config.url} cannot be reached: ${(error as Error).message}`];
-  }
-}
-
-/** Builds every stage from the configuration and starts consuming. The one place the pipeline is wired. */
-export async function startConnector(config: Config, deps: ConnectorDependencies = {}): Promise<Connector> {
-  const logger = deps.logger ?? createLogger(config.observability.logLevel);
-  const metrics = createMetrics(deps.metricsRegistry ?? new Registry());
-  const credential = deps.credential ?? createCredential(config.endpoint.credential);
-  const kafka = createKafkaClient(config.kafka, logger);
-  const registry = new SchemaRegistry({
-    host: config.schemaRegistry.url,
-    ...(config.schemaRegistry.username
-      ? { auth: { username: config.schemaRegistry.username, password: config.schemaRegistry.password ?? "" } }
-      : {}),
-  });
-  const store = createBatchStore({ input: config.storage.input, output: config.storage.output, credential });
-
-  // Start-up checks: every missing piece is named at once.
-  const admin = kafka.admin();
+/** Start-up checks: Kafka, the topics, the registry and both containers; every missing piece named at once. */
+async function checkServices(admin: Admin, config: Config, store: BatchStore): Promise<void> {
   await admin.connect().catch((error: Error) => {
     throw new StartupError([
       `Kafka at ${config.kafka.brokers.join(",")} cannot be reached: ${error.message}`,
     ]);
   });
+  const topics = [config.consumer.topic, config.producer.resultsTopic, config.producer.deadLetterTopic];
   const problems = [
-    ...(await ensureTopics(admin, config.kafka)),
-    ...(await checkRegistry(config.schemaRegistry)),
+    ...(await ensureTopics(admin, topics, config.topics)),
+    ...(await checkSchemaRegistry(config.schemaRegistry)),
     ...(await store.checkAccess().then(
       () => [],
       (error: Error) => [error.message],
@@ -116,145 +78,70 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     await admin.disconnect();
     throw new StartupError(problems);
   }
+}
 
-  const encoder = await createPredictionEncoder(registry, config.kafka.resultsTopic);
-  const publisher = createPublisher({
-    kafka,
-    resultsTopic: config.kafka.resultsTopic,
-    deadLetterTopic: config.kafka.deadLetterTopic,
-    encoder,
-  });
-  await publisher.connect();
+/** Builds every stage from the configuration and starts consuming. */
+export async function startConnector(config: Config, deps: ConnectorDependencies = {}): Promise<Connector> {
+  // Observability first: every stage reports through it.
+  const logger = deps.logger ?? createLogger(config.observability.logLevel);
+  const metrics = createMetrics(deps.metricsRegistry ?? new Registry());
+  const instrument = createInstrumentation(metrics, logger);
 
-  const endpoint = createEndpointClient({
-    scoringUri: config.endpoint.scoringUri,
-    apiFlavor: config.endpoint.apiFlavor,
-    statusUrlTemplate: config.endpoint.statusUrlTemplate,
-    ...(config.endpoint.deployment ? { deployment: config.endpoint.deployment } : {}),
-    credential,
-    tokenScope: config.endpoint.tokenScope,
-    maxRetries: config.endpoint.httpMaxRetries,
-    retryDelayInMs: config.endpoint.httpRetryDelayMs,
-    maxRetryDelayInMs: config.endpoint.httpMaxRetryDelayMs,
-    requestTimeoutInMs: config.endpoint.requestTimeoutMs,
-    onRetry: (operation) => metrics.httpRetries.inc({ operation }),
-    onTokenRenewal: (cause) => metrics.tokenRenewals.inc({ cause }),
-  });
-  const jobLogger = logger.child({ component: "jobs" });
-  const poller = createJobPoller({
-    client: endpoint,
-    pollIntervalMs: config.jobs.pollIntervalMs,
-    onPollError: (jobId, error) =>
-      jobLogger.warn({ jobId, err: error }, "job status read failed; polling goes on"),
-    onStatus: (jobId, status) => jobLogger.debug({ jobId, status }, "job status"),
-  });
+  // Clients of the services outside.
+  const credential = deps.credential ?? createCredential(config.credential);
+  const kafka = createKafkaClient(config.kafka, logger);
+  const schemaRegistry = createSchemaRegistry(config.schemaRegistry);
+  const store = createBatchStore({ input: config.inputStorage, output: config.outputStorage, credential });
+  const admin = kafka.admin();
+  await checkServices(admin, config, store);
 
-  const onBatchEvent = (event: BatchJobEvent) => {
-    switch (event.type) {
-      case "uploaded":
-        metrics.blobUploadDuration.observe(event.durationMs / 1000);
-        metrics.batchSizeBytes.observe(event.bytes);
-        break;
-      case "submitted":
-        metrics.jobsSubmitted.inc();
-        break;
-      case "submit_failed":
-        metrics.jobsFailed.inc({ reason: "submit_error" });
-        break;
-      case "resubmitting":
-        metrics.jobsRetried.inc();
-        break;
-      case "finished": {
-        const status = event.outcome.status;
-        metrics.jobDuration.observe({ status }, event.outcome.durationMs / 1000);
-        if (status === "Completed") metrics.jobsCompleted.inc();
-        else metrics.jobsFailed.inc({ reason: status === "TimedOut" ? "timeout" : status.toLowerCase() });
-        break;
-      }
-      case "results_parsed":
-        if (event.malformedRows)
-          metrics.predictionRowsRejected.inc({ reason: "malformed" }, event.malformedRows);
-        if (event.unmatchedRows)
-          metrics.predictionRowsRejected.inc({ reason: "unmatched" }, event.unmatchedRows);
-        if (event.duplicateRows)
-          metrics.predictionRowsRejected.inc({ reason: "duplicate" }, event.duplicateRows);
-        break;
-    }
-    const level =
-      event.type === "submit_failed" || event.type === "resubmitting" || event.type === "step_failed"
-        ? "warn"
-        : "info";
-    const { type, ...fields } = event;
-    jobLogger[level](
-      { ...fields, ...("outcome" in event ? { outcome: event.outcome } : {}) },
-      `batch ${type}`,
-    );
-  };
-
-  const tracker = createOffsetTracker();
-  let consumer: ReturnType<typeof createInputConsumer> | undefined;
-  const coordinator = createCoordinator({
-    publisher,
-    tracker,
-    commit: async (entries) => {
-      if (consumer) await consumer.commit(entries);
-    },
-    store,
-    metrics,
-    logger: logger.child({ component: "coordinator" }),
+  // The pipeline's stages, in its order: consume -> decode -> batch -> job -> settle -> publish.
+  const retry = createRetryPolicy(config.retry);
+  const consumer = createInputConsumer({ kafka, ...config.consumer });
+  const decoder = createEventDecoder({
+    schemaRegistry,
+    validator: createEventValidator(config.validation),
+    maxMessageBytes: config.validation.maxMessageBytes,
   });
-
-  let pipeline: Pipeline | undefined;
-  // Aborted when shutdown gives up on jobs still running: their batches end without an outcome.
-  const abandonBatches = new AbortController();
-  const validator = createEventValidator(config.validation);
-  const batcher = createBatcher({
-    policy: createBatchPolicy(config.batch),
-    onSeal: (batch: SealedBatch) => pipeline?.enqueue(batch),
-  });
-  const batchJobDeps: BatchJobDeps = {
+  const endpoint = createEndpointClient({ ...config.endpoint, credential, onEvent: instrument.endpoint });
+  const poller = createJobPoller({ client: endpoint, ...config.poller, onEvent: instrument.poller });
+  const jobs = createBatchJobRunner({
     store,
     endpoint,
     poller,
     apiFlavor: config.endpoint.apiFlavor,
-    outputDatastore: config.endpoint.outputDatastore,
-    jobTimeoutMs: config.jobs.timeoutMs,
-    maxAttempts: config.jobs.maxAttempts,
-    submitRetryDelayMs: config.endpoint.httpRetryDelayMs,
-    signal: abandonBatches.signal,
-    onEvent: onBatchEvent,
-  };
-  const inputConsumer = createInputConsumer({
-    kafka,
-    groupId: config.kafka.groupId,
-    topic: config.kafka.inputTopic,
-    sessionTimeoutMs: config.kafka.sessionTimeoutMs,
-    onMessages: (messages) => (pipeline as Pipeline).handleMessages(messages),
-    onAssignment: (assigned, lost) => {
-      metrics.consumerGroupJoins.inc();
-      if (lost.length > 0) coordinator.revoke(config.kafka.inputTopic, lost);
-      logger.info({ assigned, lost }, "partitions assigned");
-    },
-    onCrash: (error, willRestart) => {
-      logger.error({ err: error, willRestart }, "consumer crashed");
-      if (!willRestart) consumerDead = true;
-    },
+    retry,
+    ...config.jobs,
+    onEvent: instrument.batchJob,
   });
-  consumer = inputConsumer;
-  pipeline = createPipeline({
-    consumer: inputConsumer,
-    decoder: createEventDecoder({ registry, validator, maxMessageBytes: config.validation.maxMessageBytes }),
-    batcher,
+  const encoder = await createPredictionEncoder(schemaRegistry, config.producer.resultsTopic);
+  const publisher = createPublisher({ kafka, ...config.producer, encoder });
+  await publisher.connect();
+  const coordinator = createCoordinator({
+    publisher,
+    tracker: createOffsetTracker(),
+    commit: (entries) => consumer.commit(entries),
+    store,
+    retry,
+    // A failed commit (usually a rebalance) is tried again within seconds, however long the pipeline's backoff.
+    commitRetry: createRetryPolicy({
+      initialDelayMs: Math.min(config.retry.initialDelayMs, 5000),
+      maxDelayMs: Math.min(config.retry.maxDelayMs, 5000),
+    }),
+    onEvent: instrument.coordinator,
+  });
+  const pipeline = createPipeline({
+    consumer,
+    decoder,
+    batchPolicy: createBatchPolicy(config.batch),
     coordinator,
-    upload: (batch) => uploadBatch(batch, batchJobDeps),
-    score: (batch) => scoreBatch(batch, batchJobDeps),
-    maxJobsInFlight: config.jobs.maxInFlight,
-    maxEventsInFlight: config.flow.maxEventsInFlight,
+    jobs,
+    ...config.flow,
     maxDeadLetterValueBytes: config.validation.maxMessageBytes,
-    metrics,
-    logger: logger.child({ component: "pipeline" }),
+    onEvent: instrument.pipeline,
   });
 
+  // Operations: probes and lag.
   let stopping = false;
   let consumerDead = false;
   const health = await startHealthServer({
@@ -262,88 +149,68 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     registry: metrics.registry,
     // Not alive once the consumer has crashed for good (kafkajs will not restart it): let Kubernetes restart us.
     isAlive: () => !consumerDead,
-    isReady: () => !stopping && inputConsumer.isJoined(),
+    isReady: () => !stopping && consumer.isJoined(),
+  });
+  const stopLagReporter = startLagReporter({
+    admin,
+    groupId: config.consumer.groupId,
+    topic: config.consumer.topic,
+    assignedPartitions: () => consumer.assignedPartitions(),
+    ...(deps.lagIntervalMs !== undefined ? { intervalMs: deps.lagIntervalMs } : {}),
+    metrics,
+    logger,
   });
 
-  const lagTimer = setInterval(
-    () => void reportLag(admin, config, inputConsumer.assignedPartitions(), metrics, logger),
-    deps.lagIntervalMs ?? 15_000,
-  );
-  lagTimer.unref();
-
-  await inputConsumer.start();
+  await consumer.start({
+    onMessages: (messages) => pipeline.handleMessages(messages),
+    onAssignment: (assigned, lost) => {
+      instrument.consumer({ type: "group_joined", assigned, lost });
+      if (lost.length > 0) pipeline.revoke(config.consumer.topic, lost);
+    },
+    onCrash: (error, willRestart) => {
+      instrument.consumer({ type: "crashed", error, willRestart });
+      if (!willRestart) consumerDead = true;
+    },
+  });
   logger.info(
     {
-      inputTopic: config.kafka.inputTopic,
-      groupId: config.kafka.groupId,
+      inputTopic: config.consumer.topic,
+      groupId: config.consumer.groupId,
       httpPort: health.port,
       apiFlavor: config.endpoint.apiFlavor,
     },
     "forecast-connector started",
   );
 
-  const runningPipeline = pipeline;
   return {
     metrics,
     httpPort: health.port,
-    pipeline: runningPipeline,
+    pipeline,
     async stop() {
       if (stopping) return;
       stopping = true;
-      logger.info({ jobsInFlight: runningPipeline.jobsInFlight() }, "stopping: no more fetching");
-      inputConsumer.pause();
-      // The open batch is never submitted: its events are uncommitted and will be consumed again.
-      runningPipeline.close();
-      batcher.close();
+      logger.info(pipeline.inFlight(), "stopping: no more fetching");
+      consumer.pause();
+      pipeline.close();
       const drained = await Promise.race([
-        runningPipeline.drain().then(() => true),
-        new Promise<false>((resolve) => setTimeout(() => resolve(false), config.shutdownTimeoutMs).unref()),
+        pipeline.drain().then(() => true),
+        new Promise<false>((resolve) =>
+          setTimeout(() => resolve(false), config.lifecycle.shutdownTimeoutMs).unref(),
+        ),
       ]);
-      if (!drained) {
-        logger.warn(
-          { jobsInFlight: runningPipeline.jobsInFlight() },
-          "shutdown timeout: leaving jobs unsettled",
-        );
-      }
+      if (!drained) logger.warn(pipeline.inFlight(), "shutdown timeout: leaving jobs unsettled");
       // Whatever is still running ends now, without an outcome: its events stay uncommitted.
-      abandonBatches.abort();
+      pipeline.abandon();
       poller.close();
-      // Commit what is settled before the publish retries stop and the consumer leaves its group.
-      await coordinator.flushCommits();
+      // Retries end; what is settled is committed once more before the consumer leaves its group.
       coordinator.stop();
-      clearInterval(lagTimer);
-      await inputConsumer.stop().catch(() => {});
+      await coordinator.flushCommits();
+      stopLagReporter();
+      await consumer.stop().catch(() => {});
       await publisher.disconnect().catch(() => {});
       await admin.disconnect().catch(() => {});
       await health.close();
       logger.info("stopped");
     },
   };
-}
-
-/** consumer_lag_messages for the partitions this member owns: log end offset minus committed offset. */
-async function reportLag(
-  admin: Admin,
-  config: Config,
-  assigned: readonly number[],
-  metrics: Metrics,
-  logger: Logger,
-): Promise<void> {
-  try {
-    const [ends, committed] = await Promise.all([
-      admin.fetchTopicOffsets(config.kafka.inputTopic),
-      admin.fetchOffsets({ groupId: config.kafka.groupId, topics: [config.kafka.inputTopic] }),
-    ]);
-    const committedBy = new Map(committed[0]?.partitions.map((p) => [p.partition, BigInt(p.offset)]) ?? []);
-    metrics.consumerLag.reset();
-    for (const end of ends) {
-      if (!assigned.includes(end.partition)) continue;
-      const position = committedBy.get(end.partition) ?? -1n;
-      const start = position < 0n ? BigInt(end.low) : position;
-      metrics.consumerLag.set({ partition: String(end.partition) }, Number(BigInt(end.high) - start));
-    }
-  } catch (error) {
-    // Lag is best effort: a failed read leaves the last values.
-    logger.debug({ err: error }, "consumer lag not refreshed");
-  }
 }

@@ -29,7 +29,14 @@ export interface FeatureEvent {
 /** Why a batch was sealed. Bounded set: it is a metric label. */
 export type FlushTrigger = "count" | "bytes" | "time" | "shutdown";
 
-/** What is kept of an event once its features are in the blob (design note 8). */
+/** A Kafka commit position: the next offset to consume, as kafkajs expects it (int64 string). */
+export interface TopicPartitionOffset {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+}
+
+/** What is kept of an event once its features are in the blob (docs/architecture.md, invariant 8). */
 export interface BatchMember {
   readonly source: SourceRef;
   readonly storeId: string;
@@ -46,6 +53,54 @@ export interface SealedBatch {
   readonly openedAtMs: number;
   readonly sealedAtMs: number;
 }
+
+/** One input file of a batch: its name (unique to the batch) and the events it holds, in file order. */
+export interface BatchFile {
+  readonly fileName: string;
+  readonly members: readonly BatchMember[];
+}
+
+/** A batch file once uploaded: where it is. */
+export interface UploadedFile extends BatchFile {
+  readonly blobPath: string;
+}
+
+/**
+ * What outlives the upload of a batch (docs/architecture.md, invariant 8): no features, only what maps
+ * results back to events and what a dead letter needs to read its row back from the blob.
+ */
+export interface UploadedBatch {
+  readonly batchId: string;
+  readonly members: readonly BatchMember[];
+  readonly files: readonly UploadedFile[];
+  /** https URI of the batch's own blob folder: the job's input. */
+  readonly folderUri: string;
+}
+
+/** One event's prediction, matched back from predictions.csv. */
+export interface MatchedMember {
+  readonly member: BatchMember;
+  readonly fileName: string;
+  readonly prediction: number;
+}
+
+/** How a batch's job ended, as the coordinator settles it: batch in, job out. */
+export type BatchResult =
+  | {
+      readonly kind: "scored";
+      readonly batch: UploadedBatch;
+      readonly jobId: string;
+      readonly predictions: readonly MatchedMember[];
+      /** Events the job wrote no prediction for: they become missing_prediction dead letters. */
+      readonly missing: ReadonlyArray<{ readonly member: BatchMember; readonly fileName: string }>;
+      readonly predictedAt: Date;
+    }
+  | {
+      readonly kind: "failed";
+      readonly batch: UploadedBatch;
+      readonly jobId?: string;
+      readonly detail: string;
+    };
 
 /** Job statuses of Azure ML batch jobs. Any other string is possible and is treated as non-terminal. */
 export type KnownJobStatus =

@@ -1,18 +1,34 @@
 import type { Readable } from "node:stream";
 import type { TokenCredential } from "@azure/core-auth";
 import { BlobServiceClient, type ContainerClient, RestError } from "@azure/storage-blob";
-import type { BlobLocation } from "../config/types.ts";
 import type { FeatureRow } from "../types.ts";
+import type { InputStorageSettings, OutputStorageSettings } from "./settings.ts";
 
 export interface BatchStoreOptions {
-  readonly input: BlobLocation & { readonly prefix: string };
-  /** The workspace's default datastore, where jobs write predictions.csv: may be another account and container. */
-  readonly output: BlobLocation & { readonly pathTemplate: string };
+  /** Where batch files go: a connection string, or an account URL used with the credential. */
+  readonly input: InputStorageSettings;
+  /**
+   * The workspace's default datastore, where jobs write predictions.csv: may be another account and
+   * container. Without a connection string or account URL of its own, the input's account is used.
+   */
+  readonly output: OutputStorageSettings;
   /** Used for account URLs (Entra ID); connection strings carry their own key or SAS. */
   readonly credential: TokenCredential;
 }
 
-export interface UploadedBatch {
+/** Per-call options, as the Azure SDK has them. */
+export interface BlobCallOptions {
+  readonly abortSignal?: AbortSignal;
+}
+
+/** How to reach one blob container. */
+interface BlobLocation {
+  readonly connectionString?: string;
+  readonly accountUrl?: string;
+  readonly container: string;
+}
+
+export interface UploadedFolder {
   /** https URI of the batch's own folder: the job's input (the folder holds exactly this batch's files). */
   readonly folderUri: string;
   /** Blob path of each file, in the order given. */
@@ -24,16 +40,24 @@ export interface BatchStore {
   uploadBatch(
     batchId: string,
     files: ReadonlyArray<{ readonly fileName: string; readonly body: Buffer }>,
-    abortSignal?: AbortSignal,
-  ): Promise<UploadedBatch>;
+    options?: BlobCallOptions,
+  ): Promise<UploadedFolder>;
   /** Reads a batch file back (for dead letters: the features live in the blob, not in memory). */
-  readBatchRows(blobPath: string, abortSignal?: AbortSignal): Promise<FeatureRow[]>;
+  readBatchRows(blobPath: string, options?: BlobCallOptions): Promise<FeatureRow[]>;
   /** Where a job's predictions.csv is, by the output path template. */
   outputPath(ids: { jobId: string; batchId: string }): string;
   /** The stream of predictions.csv, or undefined if the job wrote none. */
-  openPredictions(path: string, abortSignal?: AbortSignal): Promise<Readable | undefined>;
+  openPredictions(path: string, options?: BlobCallOptions): Promise<Readable | undefined>;
   /** Fails with a message naming each container that cannot be reached. */
-  checkAccess(abortSignal?: AbortSignal): Promise<void>;
+  checkAccess(options?: BlobCallOptions): Promise<void>;
+}
+
+function accountOf(location: BlobLocation): Omit<BlobLocation, "container"> {
+  return location.connectionString !== undefined
+    ? { connectionString: location.connectionString }
+    : location.accountUrl !== undefined
+      ? { accountUrl: location.accountUrl }
+      : {};
 }
 
 function containerClient(location: BlobLocation, credential: TokenCredential): ContainerClient {
@@ -55,11 +79,19 @@ export function fillPathTemplate(template: string, ids: { jobId: string; batchId
 /** Batch files in, predictions out: the two blob containers the connector works with. */
 export function createBatchStore(options: BatchStoreOptions): BatchStore {
   const input = containerClient(options.input, options.credential);
-  const output = containerClient(options.output, options.credential);
+  const outputHasOwnAccount =
+    options.output.connectionString !== undefined || options.output.accountUrl !== undefined;
+  const output = containerClient(
+    outputHasOwnAccount
+      ? options.output
+      : { ...accountOf(options.input), container: options.output.container },
+    options.credential,
+  );
   const prefix = options.input.prefix.replace(/^\/+|\/+$/g, "");
 
   return {
-    async uploadBatch(batchId, files, abortSignal) {
+    async uploadBatch(batchId, files, callOptions = {}) {
+      const { abortSignal } = callOptions;
       // One folder per batch, so the job's input folder holds this batch and nothing else.
       const folder = prefix ? `${prefix}/${batchId}` : batchId;
       const blobPaths = await Promise.all(
@@ -76,7 +108,8 @@ export function createBatchStore(options: BatchStoreOptions): BatchStore {
       return { folderUri: `${plainUrl(input)}/${folder}`, blobPaths };
     },
 
-    async readBatchRows(blobPath, abortSignal) {
+    async readBatchRows(blobPath, callOptions = {}) {
+      const { abortSignal } = callOptions;
       try {
         const body = await input
           .getBlockBlobClient(blobPath)
@@ -93,7 +126,8 @@ export function createBatchStore(options: BatchStoreOptions): BatchStore {
 
     outputPath: (ids) => fillPathTemplate(options.output.pathTemplate, ids),
 
-    async openPredictions(path, abortSignal) {
+    async openPredictions(path, callOptions = {}) {
+      const { abortSignal } = callOptions;
       try {
         const download = await output
           .getBlobClient(path)
@@ -105,7 +139,8 @@ export function createBatchStore(options: BatchStoreOptions): BatchStore {
       }
     },
 
-    async checkAccess(abortSignal) {
+    async checkAccess(callOptions = {}) {
+      const { abortSignal } = callOptions;
       const problems: string[] = [];
       for (const [role, client] of [
         ["input", input],

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
 import { DefaultAzureCredential } from "@azure/identity";
-import type { CredentialKind } from "../config/types.ts";
+import type { CredentialSettings } from "./settings.ts";
 
 /**
  * A development-only credential for the local batch-endpoint emulator: an opaque, unsigned token that no
@@ -16,6 +16,6 @@ export function createLocalDevCredential(lifetimeMs = 60 * 60 * 1000): TokenCred
 }
 
 /** The credential the connector uses for the endpoint and (with an account URL) for Blob Storage. */
-export function createCredential(kind: CredentialKind): TokenCredential {
-  return kind === "local-dev" ? createLocalDevCredential() : new DefaultAzureCredential();
+export function createCredential(settings: CredentialSettings): TokenCredential {
+  return settings.kind === "local-dev" ? createLocalDevCredential() : new DefaultAzureCredential();
 }

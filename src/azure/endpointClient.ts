@@ -8,8 +8,8 @@ import {
   type PipelinePolicy,
   type PipelineResponse,
 } from "@azure/core-rest-pipeline";
-import type { ApiFlavor } from "../config/types.ts";
 import { EndpointError } from "./errors.ts";
+import type { ApiFlavor } from "./settings.ts";
 import { entraTokenPolicy, type TokenRenewalCause } from "./tokenPolicy.ts";
 
 export interface EndpointClientOptions {
@@ -30,9 +30,8 @@ export interface EndpointClientOptions {
   readonly maxRetryDelayInMs?: number;
   /** Per-attempt timeout. Default 30 s. */
   readonly requestTimeoutInMs?: number;
-  /** Hooks for metrics; never given a token. */
-  readonly onRetry?: (operation: "submit" | "status") => void;
-  readonly onTokenRenewal?: (cause: TokenRenewalCause) => void;
+  /** Instrumentation (src/observability/instrumentation.ts); never given a token. */
+  readonly onEvent?: (event: EndpointEvent) => void;
   /** Injected in tests; default the SDK's Node HTTP client. */
   readonly httpClient?: HttpClient;
 }
@@ -48,6 +47,15 @@ export interface SubmitJobRequest {
    * service then returns the job it already created instead of a second one.
    */
   readonly repeatabilityId: string;
+}
+
+/** What the endpoint client reports: each HTTP retry, each token obtained. */
+export type EndpointEvent =
+  | { readonly type: "http_retry"; readonly operation: "submit" | "status" }
+  | { readonly type: "token_renewed"; readonly cause: TokenRenewalCause };
+
+/** Per-call options, as the Azure SDK has them. */
+export interface EndpointCallOptions {
   readonly abortSignal?: AbortSignal;
 }
 
@@ -59,8 +67,8 @@ export interface JobState {
 }
 
 export interface EndpointClient {
-  submitJob(request: SubmitJobRequest): Promise<JobState>;
-  getJob(jobId: string, options?: { abortSignal?: AbortSignal }): Promise<JobState>;
+  submitJob(request: SubmitJobRequest, options?: EndpointCallOptions): Promise<JobState>;
+  getJob(jobId: string, options?: EndpointCallOptions): Promise<JobState>;
 }
 
 function isLoopback(url: URL): boolean {
@@ -123,7 +131,7 @@ export function createEndpointClient(options: EndpointClientOptions): EndpointCl
   const statusUrlTemplate = options.statusUrlTemplate ?? "{scoringUri}/{jobId}";
   const allowInsecureConnection = isLoopback(new URL(scoringUri));
   const httpClient = options.httpClient ?? createDefaultHttpClient();
-  const pipeline = createPipelineFromOptions({
+  const httpPipeline = createPipelineFromOptions({
     retryOptions: {
       maxRetries: options.maxRetries ?? 6,
       retryDelayInMs: options.retryDelayInMs ?? 1000,
@@ -131,11 +139,11 @@ export function createEndpointClient(options: EndpointClientOptions): EndpointCl
     },
     userAgentOptions: { userAgentPrefix: "forecast-connector" },
   });
-  pipeline.addPolicy(
+  httpPipeline.addPolicy(
     entraTokenPolicy({
       credential: options.credential,
       scope: options.tokenScope ?? "https://ml.azure.com/.default",
-      ...(options.onTokenRenewal ? { onRenewal: options.onTokenRenewal } : {}),
+      onRenewal: (cause) => options.onEvent?.({ type: "token_renewed", cause }),
     }),
     { phase: "Sign" },
   );
@@ -146,11 +154,12 @@ export function createEndpointClient(options: EndpointClientOptions): EndpointCl
     async sendRequest(request, next) {
       const seen = (attempts.get(request) ?? 0) + 1;
       attempts.set(request, seen);
-      if (seen > 1) options.onRetry?.(request.method === "POST" ? "submit" : "status");
+      if (seen > 1)
+        options.onEvent?.({ type: "http_retry", operation: request.method === "POST" ? "submit" : "status" });
       return next(request);
     },
   };
-  pipeline.addPolicy(retryCounter, { afterPhase: "Retry" });
+  httpPipeline.addPolicy(retryCounter, { afterPhase: "Retry" });
 
   const send = (
     method: "GET" | "POST",
@@ -171,7 +180,7 @@ export function createEndpointClient(options: EndpointClientOptions): EndpointCl
       allowInsecureConnection,
       ...(abortSignal ? { abortSignal } : {}),
     });
-    return pipeline.sendRequest(httpClient, request);
+    return httpPipeline.sendRequest(httpClient, request);
   };
 
   const submitBody = (request: SubmitJobRequest): unknown => {
@@ -187,13 +196,13 @@ export function createEndpointClient(options: EndpointClientOptions): EndpointCl
   };
 
   return {
-    async submitJob(request) {
+    async submitJob(request, callOptions) {
       const response = await send(
         "POST",
         scoringUri,
         submitBody(request),
         { "repeatability_request-id": request.repeatabilityId },
-        request.abortSignal,
+        callOptions?.abortSignal,
       );
       if (response.status < 200 || response.status >= 300) throw failure("job submission", response);
       return readJobState(parseBody(response));

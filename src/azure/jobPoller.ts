@@ -17,16 +17,28 @@ export interface JobPollerOptions {
   readonly jitter?: number;
   /** Status reads in flight at once, across all jobs. Default 4. */
   readonly maxConcurrentPolls?: number;
-  /** Told about each status read that failed (after the pipeline's own retries); polling goes on. */
-  readonly onPollError?: (jobId: string, error: unknown) => void;
-  /** Told about each status change, for logs. */
-  readonly onStatus?: (jobId: string, status: string) => void;
+  /** Instrumentation (src/observability/instrumentation.ts): status changes and failed reads. */
+  readonly onEvent?: (event: PollerEvent) => void;
   readonly now?: () => number;
+}
+
+/** What the poller reports. A failed read (after the HTTP pipeline's own retries) does not stop the polling. */
+export type PollerEvent =
+  | { readonly type: "status_changed"; readonly jobId: string; readonly status: string }
+  | { readonly type: "poll_failed"; readonly jobId: string; readonly error: unknown };
+
+export interface WatchOptions {
+  /** The job counts as TimedOut this long after submittedAtMs. */
+  readonly timeoutMs: number;
+  /** Default: now. */
+  readonly submittedAtMs?: number;
+  /** Stops this watch: its promise rejects with the signal's reason; other watchers of the job go on. */
+  readonly abortSignal?: AbortSignal;
 }
 
 export interface JobPoller {
   /** Resolves when the job reaches a terminal status or its deadline, whichever comes first. */
-  watch(jobId: string, options: { timeoutMs: number; submittedAtMs?: number }): Promise<JobOutcome>;
+  watch(jobId: string, options: WatchOptions): Promise<JobOutcome>;
   watching(): number;
   /** Stops polling; pending watches reject. */
   close(): void;
@@ -40,12 +52,14 @@ interface Watched {
   lastStatus: string | undefined;
   polling: boolean;
   readonly outcome: Promise<JobOutcome>;
+  /** Watchers still waiting: when the last one aborts, the job is no longer polled. */
+  watchers: number;
   resolve(outcome: JobOutcome): void;
   reject(error: Error): void;
 }
 
 /**
- * One scheduler for every running job (design note 6): a single timer armed for the earliest due poll,
+ * One scheduler for every running job (docs/architecture.md, invariant 6): a single timer armed for the earliest due poll,
  * jittered intervals, a bound on concurrent reads. Unknown statuses are not terminal; every job has a deadline.
  */
 export function createJobPoller(options: JobPollerOptions): JobPoller {
@@ -56,6 +70,14 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
   let timer: NodeJS.Timeout | undefined;
   let inFlight = 0;
   let closed = false;
+
+  const emit = (event: PollerEvent) => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // A throwing listener must not break the schedule (kafkajs instrumentation does the same).
+    }
+  };
 
   const interval = () => options.pollIntervalMs * (1 - jitter + Math.random() * 2 * jitter);
 
@@ -74,7 +96,7 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
       });
       if (state.status !== job.lastStatus) {
         job.lastStatus = state.status;
-        options.onStatus?.(job.jobId, state.status);
+        emit({ type: "status_changed", jobId: job.jobId, status: state.status });
       }
       if (TERMINAL_JOB_STATUSES.has(state.status)) {
         finish(job, {
@@ -84,11 +106,7 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
         return;
       }
     } catch (error) {
-      try {
-        options.onPollError?.(job.jobId, error);
-      } catch {
-        // A throwing listener must not break the schedule (kafkajs instrumentation does the same).
-      }
+      emit({ type: "poll_failed", jobId: job.jobId, error });
     } finally {
       job.polling = false;
       inFlight--;
@@ -133,25 +151,43 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
   return {
     watch(jobId, watchOptions) {
       if (closed) return Promise.reject(new Error("job poller is closed"));
+      const abortSignal = watchOptions.abortSignal;
+      if (abortSignal?.aborted) return Promise.reject(abortSignal.reason);
       // A second watcher of the same job shares its reads and its outcome.
-      const existing = jobs.get(jobId);
-      if (existing) return existing.outcome;
-      const { promise, resolve, reject } = Promise.withResolvers<JobOutcome>();
-      const submittedAtMs = watchOptions.submittedAtMs ?? now();
-      jobs.set(jobId, {
-        jobId,
-        submittedAtMs,
-        deadlineMs: submittedAtMs + watchOptions.timeoutMs,
-        // First read soon after submission: a bad job can fail at once.
-        nextPollAtMs: now() + Math.min(interval(), 1000),
-        lastStatus: undefined,
-        polling: false,
-        outcome: promise,
-        resolve,
-        reject,
+      let job = jobs.get(jobId);
+      if (!job) {
+        const { promise, resolve, reject } = Promise.withResolvers<JobOutcome>();
+        const submittedAtMs = watchOptions.submittedAtMs ?? now();
+        job = {
+          jobId,
+          submittedAtMs,
+          deadlineMs: submittedAtMs + watchOptions.timeoutMs,
+          // First read soon after submission: a bad job can fail at once.
+          nextPollAtMs: now() + Math.min(interval(), 1000),
+          lastStatus: undefined,
+          polling: false,
+          outcome: promise,
+          watchers: 0,
+          resolve,
+          reject,
+        };
+        jobs.set(jobId, job);
+        arm();
+      }
+      const watched = job;
+      watched.watchers++;
+      if (!abortSignal) return watched.outcome;
+      return new Promise<JobOutcome>((resolve, reject) => {
+        const onAbort = () => {
+          reject(abortSignal.reason);
+          // The last watcher gone: stop reading the job's status (the job itself runs on at the service).
+          if (--watched.watchers === 0 && jobs.get(jobId) === watched) jobs.delete(jobId);
+        };
+        abortSignal.addEventListener("abort", onAbort, { once: true });
+        watched.outcome
+          .then(resolve, reject)
+          .finally(() => abortSignal.removeEventListener("abort", onAbort));
       });
-      arm();
-      return promise;
     },
     watching: () => jobs.size,
     close() {

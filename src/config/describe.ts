@@ -3,8 +3,7 @@
  * configuration as logged at start (secrets replaced by "***").
  */
 import { RULES } from "./rules.ts";
-import { SETTING_NAMES, SETTINGS, type Setting } from "./schema.ts";
-import type { Config } from "./types.ts";
+import { type Config, type PlacedSetting, SETTING_NAMES, SETTINGS } from "./schema.ts";
 
 export const REDACTED = "***";
 
@@ -12,7 +11,7 @@ function cell(text: string): string {
   return text.replaceAll("|", "\\|").replaceAll("\n", " ");
 }
 
-function defaultCell(setting: Setting): string {
+function defaultCell(setting: PlacedSetting): string {
   if (setting.required === true) return "**required**";
   if (setting.default === undefined) return "unset";
   return `\`${cell(setting.default)}\``;
@@ -21,7 +20,7 @@ function defaultCell(setting: Setting): string {
 /** Markdown table of every setting: | variable | default | meaning |, secrets marked, accepted values included. */
 export function settingsMarkdownTable(): string {
   const rows = SETTING_NAMES.map((name) => {
-    const setting: Setting = SETTINGS[name];
+    const setting = SETTINGS[name];
     const variable = `\`${name}\`${setting.secret === true ? " (secret)" : ""}`;
     const meaning = `${setting.description}. Must be ${setting.parser.expected}.`;
     return `| ${variable} | ${defaultCell(setting)} | ${cell(meaning)} |`;
@@ -35,22 +34,12 @@ export function crossFieldRulesMarkdown(): string {
 }
 
 /** A copy of the configuration safe to log: the value of every secret setting replaced by "***". */
-export function redactedConfig(config: Config): Record<string, unknown> {
-  const copy = structuredClone(config) as unknown as Record<string, unknown>;
+export function redactedConfig(config: Config): Record<string, Record<string, unknown>> {
+  const copy = structuredClone(config) as unknown as Record<string, Record<string, unknown>>;
   for (const name of SETTING_NAMES) {
-    const setting: Setting = SETTINGS[name];
-    if (setting.secret === true) redactPath(copy, setting.configPath.split("."));
+    const { secret, section, option } = SETTINGS[name];
+    const values = copy[section];
+    if (secret === true && values !== undefined && values[option] !== undefined) values[option] = REDACTED;
   }
   return copy;
-}
-
-function redactPath(object: Record<string, unknown>, path: readonly string[]): void {
-  const [head, ...rest] = path;
-  if (head === undefined || !Object.hasOwn(object, head)) return;
-  const value = object[head];
-  if (rest.length === 0) {
-    if (value !== undefined) object[head] = REDACTED;
-  } else if (typeof value === "object" && value !== null) {
-    redactPath(value as Record<string, unknown>, rest);
-  }
 }

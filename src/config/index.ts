@@ -2,5 +2,14 @@ export { crossFieldRulesMarkdown, REDACTED, redactedConfig, settingsMarkdownTabl
 export { ConfigError } from "./errors.ts";
 export { loadConfig } from "./load.ts";
 export { RULES, type Rule } from "./rules.ts";
-export { isForeignVariable, SETTING_NAMES, SETTINGS, type Setting, type SettingName } from "./schema.ts";
-export type * from "./types.ts";
+export {
+  CONFIG_SPEC,
+  type Config,
+  isForeignVariable,
+  type PlacedSetting,
+  SETTING_NAMES,
+  SETTINGS,
+  type SectionName,
+  type SettingName,
+} from "./schema.ts";
+export { defineSettings, type OptionsOf, type SettingSpec } from "./spec.ts";

@@ -1,19 +1,20 @@
 /**
- * Reads the configuration from environment variables once, at start: every setting of the table in schema.ts
+ * Reads the configuration from environment variables once, at start: every setting of the tables in schema.ts
  * is parsed, every problem is collected (unknown FC_* variables included), cross-field rules are checked, and
  * either a ConfigError listing all problems is thrown or a deeply frozen Config is returned.
  */
 import { ConfigError } from "./errors.ts";
 import { RULES } from "./rules.ts";
 import {
+  CONFIG_SPEC,
+  type Config,
   isForeignVariable,
+  type PlacedSetting,
   SETTING_NAMES,
   SETTINGS,
-  type Setting,
   type SettingName,
   type SettingValues,
 } from "./schema.ts";
-import type { Config } from "./types.ts";
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = unknownVariables(env);
@@ -21,7 +22,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const present = new Set<SettingName>();
 
   for (const name of SETTING_NAMES) {
-    const setting: Setting = SETTINGS[name];
+    const setting: PlacedSetting = SETTINGS[name];
     const raw = rawValue(env[name], setting.secret === true);
     if (raw !== undefined) present.add(name);
     const input = raw ?? setting.default;
@@ -40,8 +41,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
-  // No problem means every required or defaulted setting parsed, which is what SettingValues promises.
-  return deepFreeze(buildConfig(values as SettingValues));
+  // No problem means every required or defaulted setting parsed, which is what Config promises.
+  return deepFreeze(buildConfig(values));
 }
 
 /** Empty means unset. Values are trimmed, except secrets, which are taken verbatim. */
@@ -53,7 +54,7 @@ function rawValue(value: string | undefined, secret: boolean): string | undefine
 
 function invalidValueProblem(
   name: string,
-  setting: Setting,
+  setting: PlacedSetting,
   input: string,
   detail: string | undefined,
 ): string {
@@ -123,108 +124,15 @@ function editDistance(a: string, b: string): number {
   return previous[b.length] ?? 0;
 }
 
-function buildConfig(v: SettingValues): Config {
-  const sasl =
-    v.FC_KAFKA_SASL_MECHANISM !== undefined &&
-    v.FC_KAFKA_SASL_USERNAME !== undefined &&
-    v.FC_KAFKA_SASL_PASSWORD !== undefined
-      ? {
-          mechanism: v.FC_KAFKA_SASL_MECHANISM,
-          username: v.FC_KAFKA_SASL_USERNAME,
-          password: v.FC_KAFKA_SASL_PASSWORD,
-        }
-      : undefined;
-
-  // Without output storage of its own, jobs write to the input's storage account.
-  const outputHasOwnStorage =
-    v.FC_OUTPUT_STORAGE_CONNECTION_STRING !== undefined || v.FC_OUTPUT_STORAGE_ACCOUNT_URL !== undefined;
-  const outputConnectionString = outputHasOwnStorage
-    ? v.FC_OUTPUT_STORAGE_CONNECTION_STRING
-    : v.FC_INPUT_STORAGE_CONNECTION_STRING;
-  const outputAccountUrl = outputHasOwnStorage
-    ? v.FC_OUTPUT_STORAGE_ACCOUNT_URL
-    : v.FC_INPUT_STORAGE_ACCOUNT_URL;
-
-  return withoutUndefined({
-    kafka: {
-      brokers: v.FC_KAFKA_BROKERS,
-      clientId: v.FC_KAFKA_CLIENT_ID,
-      groupId: v.FC_KAFKA_GROUP_ID,
-      ssl: v.FC_KAFKA_SSL,
-      sasl,
-      inputTopic: v.FC_INPUT_TOPIC,
-      resultsTopic: v.FC_RESULTS_TOPIC,
-      deadLetterTopic: v.FC_DEAD_LETTER_TOPIC,
-      createTopics: v.FC_CREATE_TOPICS,
-      topicPartitions: v.FC_TOPIC_PARTITIONS,
-      sessionTimeoutMs: v.FC_KAFKA_SESSION_TIMEOUT_MS,
-    },
-    schemaRegistry: {
-      url: v.FC_SCHEMA_REGISTRY_URL,
-      username: v.FC_SCHEMA_REGISTRY_USERNAME,
-      password: v.FC_SCHEMA_REGISTRY_PASSWORD,
-    },
-    validation: {
-      featureCount: v.FC_FEATURE_COUNT,
-      maxStoreIdLength: v.FC_MAX_STORE_ID_LENGTH,
-      maxMessageBytes: v.FC_MAX_MESSAGE_BYTES,
-    },
-    batch: {
-      maxRecords: v.FC_BATCH_MAX_RECORDS,
-      maxBytes: v.FC_BATCH_MAX_BYTES,
-      maxWaitMs: v.FC_BATCH_MAX_WAIT_MS,
-    },
-    storage: {
-      input: {
-        connectionString: v.FC_INPUT_STORAGE_CONNECTION_STRING,
-        accountUrl: v.FC_INPUT_STORAGE_ACCOUNT_URL,
-        container: v.FC_INPUT_CONTAINER,
-        prefix: v.FC_INPUT_PREFIX,
-      },
-      output: {
-        connectionString: outputConnectionString,
-        accountUrl: outputAccountUrl,
-        container: v.FC_OUTPUT_CONTAINER,
-        pathTemplate: v.FC_OUTPUT_PATH_TEMPLATE,
-      },
-    },
-    endpoint: {
-      scoringUri: v.FC_ENDPOINT_SCORING_URI,
-      apiFlavor: v.FC_ENDPOINT_API_FLAVOR,
-      statusUrlTemplate: v.FC_ENDPOINT_STATUS_URL_TEMPLATE,
-      deployment: v.FC_ENDPOINT_DEPLOYMENT,
-      tokenScope: v.FC_ENDPOINT_TOKEN_SCOPE,
-      credential: v.FC_AZURE_CREDENTIAL,
-      outputDatastore: v.FC_ENDPOINT_OUTPUT_DATASTORE,
-      httpMaxRetries: v.FC_HTTP_MAX_RETRIES,
-      httpRetryDelayMs: v.FC_HTTP_RETRY_DELAY_MS,
-      httpMaxRetryDelayMs: v.FC_HTTP_MAX_RETRY_DELAY_MS,
-      requestTimeoutMs: v.FC_HTTP_REQUEST_TIMEOUT_MS,
-    },
-    jobs: {
-      pollIntervalMs: v.FC_JOB_POLL_INTERVAL_MS,
-      timeoutMs: v.FC_JOB_TIMEOUT_MS,
-      maxAttempts: v.FC_JOB_MAX_ATTEMPTS,
-      maxInFlight: v.FC_MAX_JOBS_IN_FLIGHT,
-    },
-    flow: {
-      maxEventsInFlight: v.FC_MAX_EVENTS_IN_FLIGHT,
-    },
-    observability: {
-      port: v.FC_HTTP_PORT,
-      logLevel: v.FC_LOG_LEVEL,
-    },
-    shutdownTimeoutMs: v.FC_SHUTDOWN_TIMEOUT_MS,
-  });
-}
-
-/** Drops keys whose value is undefined (unset optional settings), so that `"x" in config` means it is set. */
-function withoutUndefined<T extends object>(object: T): T {
-  for (const [key, value] of Object.entries(object)) {
-    if (value === undefined) Reflect.deleteProperty(object, key);
-    else if (typeof value === "object" && value !== null && !Array.isArray(value)) withoutUndefined(value);
+/** Each parsed value at its place, `config[section][option]`; unset optional settings are left out. */
+function buildConfig(values: Partial<Record<SettingName, unknown>>): Config {
+  const config: Record<string, Record<string, unknown>> = {};
+  for (const section of Object.keys(CONFIG_SPEC)) config[section] = {};
+  for (const name of SETTING_NAMES) {
+    const { section, option } = SETTINGS[name];
+    if (values[name] !== undefined) (config[section] as Record<string, unknown>)[option] = values[name];
   }
-  return object;
+  return config as unknown as Config;
 }
 
 function deepFreeze<T>(value: T): T {

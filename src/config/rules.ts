@@ -170,6 +170,14 @@ export const RULES: readonly Rule[] = [
     },
   },
   {
+    description: "FC_RETRY_INITIAL_DELAY_MS <= FC_RETRY_MAX_DELAY_MS",
+    check({ values: { FC_RETRY_INITIAL_DELAY_MS: first, FC_RETRY_MAX_DELAY_MS: max } }) {
+      return first !== undefined && max !== undefined && first > max
+        ? [`FC_RETRY_INITIAL_DELAY_MS (${first}) must not exceed FC_RETRY_MAX_DELAY_MS (${max})`]
+        : [];
+    },
+  },
+  {
     description: "FC_HTTP_RETRY_DELAY_MS <= FC_HTTP_MAX_RETRY_DELAY_MS",
     check({ values: { FC_HTTP_RETRY_DELAY_MS: first, FC_HTTP_MAX_RETRY_DELAY_MS: max } }) {
       return first !== undefined && max !== undefined && first > max

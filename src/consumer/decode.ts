@@ -45,7 +45,7 @@ export interface EventDecoder {
 }
 
 export function createEventDecoder(options: {
-  readonly registry: Pick<SchemaRegistry, "decode">;
+  readonly schemaRegistry: Pick<SchemaRegistry, "decode">;
   readonly validator: EventValidator;
   readonly maxMessageBytes: number;
   /**
@@ -61,7 +61,7 @@ export function createEventDecoder(options: {
       let decoded: unknown;
       try {
         // The registry client caches schemas by id: only the first event of a schema costs a request.
-        decoded = await withTimeout(options.registry.decode(value), options.registryTimeoutMs ?? 5000);
+        decoded = await withTimeout(options.schemaRegistry.decode(value), options.registryTimeoutMs ?? 5000);
       } catch (error) {
         if (error instanceof RegistryUnavailableError) throw error;
         if (isRegistryOutage(error)) throw new RegistryUnavailableError(error);

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Consumer, IHeaders, Kafka } from "kafkajs";
-import type { SourceRef } from "../types.ts";
+import type { SourceRef, TopicPartitionOffset } from "../types.ts";
+import type { ConsumerSettings } from "./settings.ts";
 
 export interface InputMessage {
   readonly source: SourceRef;
@@ -9,30 +10,31 @@ export interface InputMessage {
   readonly headers?: IHeaders;
 }
 
-export interface InputConsumerOptions {
+export interface InputConsumerOptions extends ConsumerSettings {
   readonly kafka: Kafka;
-  readonly groupId: string;
-  readonly topic: string;
-  readonly sessionTimeoutMs: number;
+  /** Wait before fetching again messages that were not taken. Default 1 s. */
+  readonly untakenRetryDelayMs?: number;
+}
+
+/** What the consumer calls, given at start (as kafkajs's consumer.run takes its handler). */
+export interface InputHandlers {
   /**
    * Called with each fetched batch of one partition, in offset order. Must return quickly (no job is awaited
    * here), with how many messages, from the first, it took: the others are fetched again after a pause.
    */
   readonly onMessages: (messages: readonly InputMessage[]) => Promise<number>;
-  /** Wait before fetching again messages that were not taken. Default 1 s. */
-  readonly untakenRetryDelayMs?: number;
   /** The partitions assigned after a (re)join, and those lost since the previous assignment. */
   readonly onAssignment: (assigned: readonly number[], lost: readonly number[]) => void;
   readonly onCrash?: (error: Error, willRestart: boolean) => void;
 }
 
 export interface InputConsumer {
-  start(): Promise<void>;
+  start(handlers: InputHandlers): Promise<void>;
   /** Flow control: stops fetching from every partition of the input topic; heartbeats go on. */
   pause(): void;
   resume(): void;
   isPaused(): boolean;
-  commit(entries: ReadonlyArray<{ topic: string; partition: number; offset: string }>): Promise<void>;
+  commit(entries: readonly TopicPartitionOffset[]): Promise<void>;
   /** True between a successful group join and stop or a crash. */
   isJoined(): boolean;
   assignedPartitions(): readonly number[];
@@ -55,6 +57,7 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
   });
   let assigned: number[] = [];
   let joined = false;
+  let handlers: InputHandlers | undefined;
   // The state flow control wants. kafkajs forgets pauses when it restarts its consumer after a crash, and
   // refuses pause()/resume() while it is between groups: the wish is kept here and applied when it can be.
   let paused = false;
@@ -73,18 +76,19 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
     assigned = [...now].sort((a, b) => a - b);
     joined = true;
     if (paused) applyPause();
-    options.onAssignment(assigned, lost);
+    handlers?.onAssignment(assigned, lost);
   });
   consumer.on(consumer.events.CRASH, (event) => {
     joined = false;
-    options.onCrash?.(event.payload.error, event.payload.restart);
+    handlers?.onCrash?.(event.payload.error, event.payload.restart);
   });
   consumer.on(consumer.events.STOP, () => {
     joined = false;
   });
 
   return {
-    async start() {
+    async start(given) {
+      handlers = given;
       await consumer.connect();
       await consumer.subscribe({ topic: options.topic, fromBeginning: true });
       await consumer.run({
@@ -107,7 +111,7 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
           }
           // A batch fetched before a rebalance moved its partition away: not ours to track or commit.
           if (!isRunning() || isStale() || !assigned.includes(batch.partition)) return;
-          const taken = await options.onMessages(messages);
+          const taken = await given.onMessages(messages);
           const last = batch.messages[taken - 1];
           if (last) resolveOffset(last.offset);
           await heartbeat();

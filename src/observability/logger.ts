@@ -1,5 +1,5 @@
 import { pino } from "pino";
-import type { LogLevel } from "../config/types.ts";
+import type { LogLevel } from "./settings.ts";
 
 /**
  * Structured JSON logs on stdout, one line per event. Authorization headers, tokens, passwords and connection

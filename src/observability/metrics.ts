@@ -7,7 +7,7 @@ export const METRIC_PREFIX = "forecast_connector_";
  * The connector's metrics, created once on the registry given and handed to the stages. Label values are
  * bounded sets (reasons, triggers, outcomes, the configured topics and their partitions), never ids.
  *
- * Event accounting (design note 3): every consumed event ends in exactly one bucket, so at any moment
+ * Event accounting (docs/architecture.md, invariant 3): every consumed event ends in exactly one bucket, so at any moment
  *   events_consumed_total = predictions_published_total + dead_letters_total + events_in_flight
  */
 export function createMetrics(registry: Registry = new Registry()) {
@@ -91,7 +91,12 @@ export function createMetrics(registry: Registry = new Registry()) {
     }),
     jobsInFlight: new Gauge({
       name: `${p}jobs_in_flight`,
-      help: "Batches uploaded or submitted whose results are not yet published.",
+      help: "Batches in their job (uploading, submitted or publishing), bounded by FC_MAX_JOBS_IN_FLIGHT.",
+      registers,
+    }),
+    batchesWaiting: new Gauge({
+      name: `${p}batches_waiting`,
+      help: "Sealed batches waiting for a job slot (the input is paused while any wait).",
       registers,
     }),
     predictionsPublished: new Counter({
@@ -101,7 +106,7 @@ export function createMetrics(registry: Registry = new Registry()) {
     }),
     predictionRowsRejected: new Counter({
       name: `${p}prediction_rows_rejected_total`,
-      help: "predictions.csv rows not used, by reason (malformed, unmatched, duplicate).",
+      help: "predictions.csv rows not used, by reason (malformed; unmatched: no event of the batch; duplicate: an event already matched).",
       labelNames: ["reason"] as const,
       registers,
     }),

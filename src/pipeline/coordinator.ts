@@ -1,119 +1,152 @@
-import { setTimeout as sleep } from "node:timers/promises";
+/**
+ * The one place that decides what is published and what is committed (docs/architecture.md, invariant 2).
+ * Stages report outcomes here; an offset is committed only after the outcome of every event up to it is
+ * acknowledged by Kafka (invariant 1), per partition, as the contiguous finished prefix.
+ */
 import type { BatchStore } from "../azure/blobStore.ts";
-import type { Logger } from "../observability/logger.ts";
-import type { Metrics } from "../observability/metrics.ts";
 import type { DeadLetter, DeadLetterReason } from "../producer/deadLetter.ts";
 import type { PredictionRecord } from "../producer/predictionRecord.ts";
 import type { Publisher } from "../producer/publisher.ts";
-import type { BatchMember, SourceRef } from "../types.ts";
-import type { BatchResult } from "./batchJob.ts";
+import type { RetryPolicy } from "../retry.ts";
+import type { BatchMember, BatchResult, SourceRef, TopicPartitionOffset } from "../types.ts";
 import type { OffsetTracker } from "./offsetTracker.ts";
-
-export interface CommitEntry {
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: string;
-}
 
 export interface CoordinatorOptions {
   readonly publisher: Publisher;
   readonly tracker: OffsetTracker;
   /** Commits consumer offsets (the consumer group's commit). */
-  readonly commit: (entries: readonly CommitEntry[]) => Promise<void>;
+  readonly commit: (entries: readonly TopicPartitionOffset[]) => Promise<void>;
   readonly store: Pick<BatchStore, "readBatchRows">;
-  readonly metrics: Metrics;
-  readonly logger: Logger;
-  /** Backoff between attempts to publish outcomes Kafka refused; default 1 s doubling to 30 s. */
-  readonly retryDelayMs?: number;
-  /** How often committable offsets whose commit failed are tried again. Default 5 s. */
-  readonly commitRetryIntervalMs?: number;
+  /** Paces publishing outcomes Kafka refused, and reading batch files back for dead letters. */
+  readonly retry: RetryPolicy;
+  /** Paces commits that failed (a rebalance, a coordinator move): tried again even if no new outcome arrives. */
+  readonly commitRetry: RetryPolicy;
+  readonly onEvent?: (event: CoordinatorEvent) => void;
 }
 
-export interface InvalidEvent {
-  readonly source: SourceRef;
-  readonly reason: DeadLetterReason;
-  readonly detail: string;
-  readonly key: Buffer | null;
-  readonly value: Buffer | null;
-  readonly headers?: DeadLetter["originalHeaders"];
-  readonly truncatedFromBytes?: number;
-}
+/** Dead letters by reason, as counted in one publish. */
+export type DeadLetterCounts = Partial<Record<DeadLetterReason, number>>;
+
+/** What the coordinator reports. */
+export type CoordinatorEvent =
+  | {
+      readonly type: "outcomes_published";
+      /** Absent for invalid events, which belong to no batch. */
+      readonly batchId?: string;
+      readonly jobId?: string;
+      readonly predictions: number;
+      readonly deadLetters: DeadLetterCounts;
+      /** Kafka timestamps of the predicted events, for the end-to-end latency. */
+      readonly sourceTimestampsMs: readonly number[];
+      readonly acknowledgedAtMs: number;
+    }
+  | {
+      readonly type: "publish_failed";
+      readonly what: string;
+      readonly attempt: number;
+      readonly error: unknown;
+    }
+  | {
+      readonly type: "batch_file_read_failed";
+      readonly blobPath: string;
+      readonly attempt: number;
+      readonly error: unknown;
+    }
+  | { readonly type: "committed"; readonly entries: readonly TopicPartitionOffset[] }
+  | {
+      readonly type: "commit_failed";
+      readonly entries: readonly TopicPartitionOffset[];
+      readonly error: unknown;
+    };
 
 export interface Coordinator {
   /** Registers a fetched event; false when it is a redelivery of one this instance already holds. */
   track(source: SourceRef): boolean;
-  settleInvalid(events: readonly InvalidEvent[]): Promise<void>;
+  /** Publishes dead letters of invalid events (they belong to no batch). */
+  settleInvalid(letters: readonly DeadLetter[]): Promise<void>;
   settleBatch(result: BatchResult): Promise<void>;
   /** Partitions lost in a rebalance: their outcomes can no longer be committed by this member. */
   revoke(topic: string, partitions: readonly number[]): void;
   inFlight(): number;
-  /** Commits whatever is committable now; resolves when no commit is running. */
+  /**
+   * Commits whatever is committable now, retrying failed commits; resolves when no commit is running.
+   * After stop(), it tries once: call it then to commit what is settled before leaving the group.
+   */
   flushCommits(): Promise<void>;
-  /** Stops retrying publishes (shutdown): pending settles give up, their events stay uncommitted. */
+  /** Stops retrying (shutdown): pending settles give up, their events stay uncommitted. */
   stop(): void;
 }
 
-/**
- * The one place that decides what is published and what is committed (design note 2). Stages report
- * outcomes here; an offset is committed only after the outcome of every event up to it is acknowledged
- * by Kafka (design note 1), per partition, as the contiguous finished prefix.
- */
+function countByReason(letters: readonly DeadLetter[]): DeadLetterCounts {
+  const counts: DeadLetterCounts = {};
+  for (const letter of letters) counts[letter.reason] = (counts[letter.reason] ?? 0) + 1;
+  return counts;
+}
+
 export function createCoordinator(options: CoordinatorOptions): Coordinator {
-  const { tracker, metrics, logger } = options;
-  const baseDelayMs = options.retryDelayMs ?? 1000;
+  const { tracker } = options;
+  const emit = (event: CoordinatorEvent) => options.onEvent?.(event);
   let committing: Promise<void> | undefined;
   let commitAgain = false;
-  let stopped = false;
-  // Cancels the back-off sleeps at shutdown, so a retry loop never holds the process open.
+  // Ends every retry at shutdown, so no loop holds the process open.
   const stopping = new AbortController();
-  const backoff = (attempt: number) =>
-    sleep(Math.min(baseDelayMs * 2 ** attempt, 30_000), undefined, { signal: stopping.signal }).catch(
-      () => {},
-    );
 
-  const updateGauge = () => metrics.eventsInFlight.set(tracker.inFlight());
-
-  /** Kafka refusing a write is transient from our side (leader moves, broker restarts): keep trying. */
+  /**
+   * Kafka refusing a write is transient from our side (leader moves, broker restarts): keep trying.
+   * Resolves false when stopped first.
+   */
   const publishUntilAcknowledged = async (
     what: string,
     predictions: readonly PredictionRecord[],
     letters: readonly DeadLetter[],
-  ): Promise<boolean> => {
-    for (let attempt = 0; ; attempt++) {
-      if (stopped) return false;
-      try {
-        await options.publisher.publish(predictions, letters);
-        return true;
-      } catch (error) {
-        logger.error({ err: error, what, attempt }, "publishing outcomes failed; retrying");
-        await backoff(attempt);
-      }
-    }
-  };
+  ): Promise<boolean> =>
+    options.retry
+      .run(() => options.publisher.publish(predictions, letters), {
+        abortSignal: stopping.signal,
+        onRetry: ({ attempt, error }) => emit({ type: "publish_failed", what, attempt, error }),
+      })
+      .then(
+        () => true,
+        (error: unknown) => {
+          if (stopping.signal.aborted) return false;
+          throw error;
+        },
+      );
 
   const complete = (sources: readonly SourceRef[]) => {
     for (const s of sources) tracker.complete(s.topic, s.partition, s.offset);
-    updateGauge();
     void flushCommits();
+  };
+
+  /** One commit of what is committable now; throws when it failed, so the retry policy paces the next. */
+  const commitOnce = async () => {
+    const entries = tracker.committable();
+    if (entries.length === 0) return;
+    try {
+      await options.commit(entries);
+    } catch (error) {
+      // Usually a rebalance in progress: the entries stay committable and go with the next try.
+      emit({ type: "commit_failed", entries, error });
+      throw error;
+    }
+    tracker.markCommitted(entries);
+    emit({ type: "committed", entries });
   };
 
   const commitLoop = async () => {
     do {
       commitAgain = false;
-      const entries = tracker.committable();
-      if (entries.length === 0) continue;
-      try {
-        await options.commit(entries);
-        tracker.markCommitted(entries);
-        metrics.offsetsCommitted.inc();
-      } catch (error) {
-        // Usually a rebalance in progress: the entries stay committable and go with the next commit.
-        logger.warn({ err: error, entries }, "offset commit failed; will retry with the next one");
-      }
-    } while (commitAgain);
+      await options.commitRetry.run(commitOnce, { abortSignal: stopping.signal }).catch(() => {
+        // Stopped: whatever is committable now is flushed once more at shutdown, by flushCommits.
+      });
+    } while (commitAgain && !stopping.signal.aborted);
   };
 
   const flushCommits = (): Promise<void> => {
+    if (stopping.signal.aborted) {
+      // Stopped: one last try of what is committable, after any commit still running.
+      return (committing ?? Promise.resolve()).then(() => commitOnce().catch(() => {}));
+    }
     if (committing) {
       commitAgain = true;
       return committing;
@@ -130,17 +163,21 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     members: readonly BatchMember[],
     reason: DeadLetterReason,
     detail: string,
-  ): Promise<DeadLetter[]> => {
+  ): Promise<DeadLetter[] | undefined> => {
     if (members.length === 0) return [];
     const wanted = new Set(members);
-    // The features live in the batch files (design note 8): read back those that hold these members.
+    // The features live in the batch files (invariant 8): read back those that hold these members.
     const rowOf = new Map<BatchMember, unknown>();
     for (const file of result.batch.files) {
       if (!file.members.some((m) => wanted.has(m))) continue;
-      const rows = await retrying(`read batch file ${file.blobPath}`, () =>
-        options.store.readBatchRows(file.blobPath),
-      );
-      if (!rows) return []; // stopping
+      const rows = await options.retry
+        .run(({ abortSignal }) => options.store.readBatchRows(file.blobPath, { abortSignal }), {
+          abortSignal: stopping.signal,
+          onRetry: ({ attempt, error }) =>
+            emit({ type: "batch_file_read_failed", blobPath: file.blobPath, attempt, error }),
+        })
+        .catch(() => undefined);
+      if (!rows) return undefined; // stopping
       file.members.forEach((member, i) => {
         if (wanted.has(member)) rowOf.set(member, rows[i]);
       });
@@ -159,51 +196,30 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     });
   };
 
-  const retrying = async <T>(what: string, operation: () => Promise<T>): Promise<T | undefined> => {
-    for (let attempt = 0; ; attempt++) {
-      if (stopped) return undefined;
-      try {
-        return await operation();
-      } catch (error) {
-        logger.error({ err: error, what, attempt }, "operation failed; retrying");
-        await backoff(attempt);
-      }
-    }
-  };
-
-  // A commit that failed (a rebalance, a coordinator move) is tried again even if no new outcome arrives.
-  const commitRetryTimer = setInterval(() => void flushCommits(), options.commitRetryIntervalMs ?? 5000);
-  commitRetryTimer.unref();
-
   return {
     track(source) {
       // False for an offset at or below the highest seen on its partition: kafkajs refetches from the
       // committed offset after a rebalance that kept the partition here, and those events are already held.
-      const fresh = tracker.track(source.topic, source.partition, source.offset);
-      if (fresh) updateGauge();
-      return fresh;
+      return tracker.track(source.topic, source.partition, source.offset);
     },
 
-    async settleInvalid(events) {
-      if (events.length === 0) return;
-      const letters: DeadLetter[] = events.map((e) => ({
-        source: e.source,
-        reason: e.reason,
-        detail: e.detail,
-        key: e.key,
-        value: e.value,
-        ...(e.headers ? { originalHeaders: e.headers } : {}),
-        ...(e.truncatedFromBytes !== undefined ? { truncatedFromBytes: e.truncatedFromBytes } : {}),
-      }));
+    async settleInvalid(letters) {
+      if (letters.length === 0) return;
       if (!(await publishUntilAcknowledged("invalid events", [], letters))) return;
-      for (const letter of letters) metrics.deadLetters.inc({ reason: letter.reason });
+      emit({
+        type: "outcomes_published",
+        predictions: 0,
+        deadLetters: countByReason(letters),
+        sourceTimestampsMs: [],
+        acknowledgedAtMs: Date.now(),
+      });
       complete(letters.map((l) => l.source));
     },
 
     async settleBatch(result) {
       const members = result.batch.members;
       let predictions: PredictionRecord[] = [];
-      let letters: DeadLetter[];
+      let letters: DeadLetter[] | undefined;
       if (result.kind === "scored") {
         predictions = result.predictions.map(({ member, fileName, prediction }) => ({
           store_id: member.storeId,
@@ -226,36 +242,28 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       } else {
         letters = await deadLettersFor(result, members, "job_failed", result.detail);
       }
+      if (!letters) return; // stopping
       if (!(await publishUntilAcknowledged(`batch ${result.batch.batchId}`, predictions, letters))) return;
-      const acknowledgedAt = Date.now();
-      metrics.predictionsPublished.inc(predictions.length);
-      for (const p of predictions) {
-        metrics.endToEndLatency.observe((acknowledgedAt - p.source_timestamp) / 1000);
-      }
-      for (const letter of letters) metrics.deadLetters.inc({ reason: letter.reason });
-      logger.info(
-        {
-          batchId: result.batch.batchId,
-          jobId: result.jobId,
-          predictions: predictions.length,
-          deadLetters: letters.length,
-        },
-        "batch results published",
-      );
+      emit({
+        type: "outcomes_published",
+        batchId: result.batch.batchId,
+        ...(result.jobId ? { jobId: result.jobId } : {}),
+        predictions: predictions.length,
+        deadLetters: countByReason(letters),
+        sourceTimestampsMs: predictions.map((p) => p.source_timestamp),
+        acknowledgedAtMs: Date.now(),
+      });
       complete(members.map((m) => m.source));
     },
 
     revoke(topic, partitions) {
       for (const partition of partitions) tracker.revoke(topic, partition);
-      updateGauge();
     },
 
     inFlight: () => tracker.inFlight(),
     flushCommits,
     stop() {
-      stopped = true;
       stopping.abort();
-      clearInterval(commitRetryTimer);
     },
   };
 }

@@ -1,5 +1,5 @@
 /**
- * Which offsets may be committed (design note 1): per partition, the contiguous prefix of fetched
+ * Which offsets may be committed (docs/architecture.md, invariant 1): per partition, the contiguous prefix of fetched
  * offsets whose outcome Kafka has acknowledged. Batches finish out of order, so completion arrives out of
  * order; the commit point only moves when the oldest in-flight offset completes.
  *
@@ -8,12 +8,7 @@
  * completed prefix is dropped as the commit point passes it.
  */
 
-export interface TopicPartitionOffset {
-  readonly topic: string;
-  readonly partition: number;
-  /** Kafka commit offset: the next offset to consume, as kafkajs expects it (int64 string). */
-  readonly offset: string;
-}
+import type { TopicPartitionOffset } from "../types.ts";
 
 export interface OffsetTracker {
   /**

@@ -1,4 +1,4 @@
-import type { BatchMember, PredictionRow } from "../types.ts";
+import type { BatchFile, BatchMember, BatchResult, PredictionRow } from "../types.ts";
 
 /**
  * Maps predictions.csv rows back to the events of one batch.
@@ -8,11 +8,6 @@ import type { BatchMember, PredictionRow } from "../types.ts";
  * rows of one store keep the input file's order, which is what the endpoint promises per file.
  * MLflow output names no store but the row's position in file F: that position is the member's index.
  */
-
-export interface BatchForMatching {
-  readonly fileName: string;
-  readonly members: readonly BatchMember[];
-}
 
 export interface MatchedPrediction {
   readonly member: BatchMember;
@@ -61,7 +56,7 @@ interface StoreQueue {
   next: number;
 }
 
-export function createPredictionMatcher(batch: BatchForMatching): PredictionMatcher {
+export function createPredictionMatcher(batch: BatchFile): PredictionMatcher {
   const fileName = baseFileName(batch.fileName);
   if (fileName === "") throw new TypeError("batch.fileName must name a file");
   const members = batch.members;
@@ -131,25 +126,15 @@ export function createPredictionMatcher(batch: BatchForMatching): PredictionMatc
 }
 
 /** Matches a whole set of rows at once; see createPredictionMatcher for the incremental form. */
-export function matchPredictions(batch: BatchForMatching, rows: Iterable<PredictionRow>): MatchResult {
+export function matchPredictions(batch: BatchFile, rows: Iterable<PredictionRow>): MatchResult {
   const matcher = createPredictionMatcher(batch);
   for (const row of rows) matcher.add(row);
   return matcher.finish();
 }
 
-/** One input file of a batch, with the events it holds in file order. */
-export interface FileForMatching {
-  readonly fileName: string;
-  readonly members: readonly BatchMember[];
-}
-
 export interface BatchMatchResult {
-  readonly predictions: ReadonlyArray<{
-    readonly member: BatchMember;
-    readonly fileName: string;
-    readonly prediction: number;
-  }>;
-  readonly missing: ReadonlyArray<{ readonly member: BatchMember; readonly fileName: string }>;
+  readonly predictions: Extract<BatchResult, { kind: "scored" }>["predictions"];
+  readonly missing: Extract<BatchResult, { kind: "scored" }>["missing"];
   readonly unmatchedRows: number;
   readonly duplicateRows: number;
 }
@@ -159,7 +144,7 @@ export interface BatchMatchResult {
  * planBatchFiles): each row goes to the matcher of the file it names; a row naming no file of the batch
  * is unmatched.
  */
-export function createBatchMatcher(files: readonly FileForMatching[]) {
+export function createBatchMatcher(files: readonly BatchFile[]) {
   const matchers = new Map(files.map((file) => [baseFileName(file.fileName), createPredictionMatcher(file)]));
   let rowsOfOtherFiles = 0;
   return {

@@ -5,8 +5,8 @@ import type { PredictionRow } from "../types.ts";
  * Streaming parser for a batch job's predictions.csv.
  *
  * The file is whatever the scoring script's `append_row` produced, so its shape is detected, not assumed
- * (docs/azure-ml-batch-api.md, "Outputs"): space, comma or tab separated; with or without a header; fields
- * quoted or not; values as Python reprs (`[2.33394885]`); CRLF or LF; blank lines. Every non-blank line
+ * (docs/endpoint-contract.md, "Outputs: predictions.csv"): space, comma or tab separated; with or without
+ * a header; fields quoted or not; values as Python reprs (`[2.33394885]`); CRLF or LF; blank lines. Every non-blank line
  * yields one result, ok or not, so a bad line costs one prediction and never the rest of the file.
  *
  * The input is split into physical lines here and csv-parse reads each line on its own. Feeding the

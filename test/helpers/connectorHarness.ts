@@ -9,8 +9,8 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { inject } from "vitest";
 import { createEmulator, type Emulator, type EmulatorFaults } from "../../emulator/index.ts";
+import type { Config } from "../../src/config/index.ts";
 import { loadConfig } from "../../src/config/index.ts";
-import type { Config } from "../../src/config/types.ts";
 import { type Connector, startConnector } from "../../src/connector.ts";
 import { localConnectorEnv } from "../../stack/src/connectorEnv.ts";
 import { createTopics, testKafka, uniqueName } from "./kafka.ts";
@@ -91,6 +91,8 @@ export async function startHarness(options: HarnessOptions = {}) {
     FC_JOB_TIMEOUT_MS: "20000",
     FC_HTTP_RETRY_DELAY_MS: "20",
     FC_HTTP_MAX_RETRY_DELAY_MS: "200",
+    FC_RETRY_INITIAL_DELAY_MS: "20",
+    FC_RETRY_MAX_DELAY_MS: "200",
     FC_HTTP_PORT: "0",
     FC_LOG_LEVEL: "warn",
     FC_SHUTDOWN_TIMEOUT_MS: "5000",
@@ -278,7 +280,7 @@ export async function startHarness(options: HarnessOptions = {}) {
         for (;;) {
           const ends = await admin.fetchTopicOffsets(topics.input);
           const committed = await admin.fetchOffsets({
-            groupId: config.kafka.groupId,
+            groupId: config.consumer.groupId,
             topics: [topics.input],
           });
           const byPartition = new Map(committed[0]?.partitions.map((p) => [p.partition, p.offset]) ?? []);

@@ -140,6 +140,19 @@ describe("batch store (Azurite)", () => {
     expect(await store({ outputContainer: inputName }).openPredictions(path)).toBeUndefined();
   });
 
+  it("an output without an account of its own is read from the input's account", async () => {
+    const s = createBatchStore({
+      input: { connectionString: stack.blobConnectionString, container: inputName, prefix: "batches" },
+      output: { container: outputName, pathTemplate: PATH_TEMPLATE },
+      credential: unusedCredential,
+    });
+    const path = s.outputPath({ jobId: "job-fallback", batchId: "batch-fallback" });
+    const csv = "b.json CA_1 1.5\n";
+    await output.getBlockBlobClient(path).upload(csv, Buffer.byteLength(csv));
+    expect(await readAll((await s.openPredictions(path)) as Readable)).toBe(csv);
+    await expect(s.checkAccess()).resolves.toBeUndefined();
+  });
+
   it("outputPath fills the template", () => {
     expect(store().outputPath({ jobId: "batchjob-42", batchId: "b-7" })).toBe(
       "runs/b-7/batchjob-42/predictions.csv",

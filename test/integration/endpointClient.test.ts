@@ -49,8 +49,10 @@ function client(scoringUri: string, options: Partial<EndpointClientOptions> = {}
     retryDelayInMs: 10,
     maxRetryDelayInMs: 50,
     requestTimeoutInMs: 5000,
-    onRetry: (operation) => retries.push(operation),
-    onTokenRenewal: (cause) => renewals.push(cause),
+    onEvent: (event) => {
+      if (event.type === "http_retry") retries.push(event.operation);
+      else renewals.push(event.cause);
+    },
     ...options,
   });
   return { endpoint, retries, renewals, issued: creds.issued };

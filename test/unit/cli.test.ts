@@ -31,7 +31,7 @@ describe("forecast-connector check-config", () => {
     const result = cli(["check-config"], VALID_ENV);
     expect(result.status).toBe(0);
     expect(result.stdout).toContain("configuration is valid");
-    expect(result.stdout).toContain('"inputTopic": "features"');
+    expect(result.stdout).toContain('"topic": "features"');
     expect(result.stdout).not.toContain("c2VjcmV0LWtleS1mb3ItdGVzdHM=");
   });
 

@@ -3,11 +3,11 @@ import {
   ConfigError,
   crossFieldRulesMarkdown,
   loadConfig,
+  type PlacedSetting,
   RULES,
   redactedConfig,
   SETTING_NAMES,
   SETTINGS,
-  type Setting,
   settingsMarkdownTable,
 } from "../../src/config/index.ts";
 
@@ -67,6 +67,8 @@ const FULL: NodeJS.ProcessEnv = {
   FC_HTTP_RETRY_DELAY_MS: "10",
   FC_HTTP_MAX_RETRY_DELAY_MS: "100",
   FC_HTTP_REQUEST_TIMEOUT_MS: "2000",
+  FC_RETRY_INITIAL_DELAY_MS: "15",
+  FC_RETRY_MAX_DELAY_MS: "150",
   FC_JOB_POLL_INTERVAL_MS: "50",
   FC_JOB_TIMEOUT_MS: "10000",
   FC_JOB_MAX_ATTEMPTS: "5",
@@ -120,6 +122,8 @@ const DOCUMENTED = [
   "FC_HTTP_RETRY_DELAY_MS",
   "FC_HTTP_MAX_RETRY_DELAY_MS",
   "FC_HTTP_REQUEST_TIMEOUT_MS",
+  "FC_RETRY_INITIAL_DELAY_MS",
+  "FC_RETRY_MAX_DELAY_MS",
   "FC_JOB_POLL_INTERVAL_MS",
   "FC_JOB_TIMEOUT_MS",
   "FC_JOB_MAX_ATTEMPTS",
@@ -167,23 +171,27 @@ function at(object: unknown, path: string): unknown {
 describe("loadConfig: defaults", () => {
   it("gives the documented defaults for a minimal valid environment", () => {
     const config = loadConfig(MINIMAL);
-    expect(config.kafka.brokers).toEqual(["localhost:9092"]);
-    expect(config.kafka.clientId).toBe("forecast-connector");
-    expect(config.kafka.groupId).toBe("forecast-connector");
-    expect(config.kafka.ssl).toBe(false);
-    expect(config.kafka.createTopics).toBe(false);
-    expect(config.kafka.topicPartitions).toBe(6);
-    expect(config.kafka.sessionTimeoutMs).toBe(30000);
-    expect("sasl" in config.kafka).toBe(false);
+    expect(config.kafka).toEqual({ brokers: ["localhost:9092"], clientId: "forecast-connector", ssl: false });
+    expect("saslMechanism" in config.kafka).toBe(false);
+    expect(config.consumer).toEqual({
+      groupId: "forecast-connector",
+      topic: "store-features",
+      sessionTimeoutMs: 30000,
+    });
+    expect(config.producer).toEqual({
+      resultsTopic: "store-forecasts",
+      deadLetterTopic: "store-features.dlq",
+    });
+    expect(config.topics).toEqual({ createTopics: false, topicPartitions: 6 });
     expect(config.validation).toEqual({ featureCount: 13, maxStoreIdLength: 64, maxMessageBytes: 65536 });
     expect(config.batch).toEqual({ maxRecords: 1000, maxBytes: 4194304, maxWaitMs: 30000 });
-    expect(config.storage.input).toEqual({
+    expect(config.inputStorage).toEqual({
       accountUrl: "https://forecastinput.blob.core.windows.net",
       container: "forecast-input",
       prefix: "forecast-connector/batches",
     });
-    expect(config.storage.output).toEqual({
-      accountUrl: "https://forecastinput.blob.core.windows.net",
+    // No output account of its own: the blob store uses the input's (test/integration/blobStore.test.ts).
+    expect(config.outputStorage).toEqual({
       container: "azureml-blobstore",
       pathTemplate: "artifacts/output/{jobId}/predictions.csv",
     });
@@ -192,22 +200,22 @@ describe("loadConfig: defaults", () => {
       apiFlavor: "guide",
       statusUrlTemplate: "{scoringUri}/{jobId}",
       tokenScope: "https://ml.azure.com/.default",
-      credential: "default",
-      outputDatastore: "workspaceblobstore",
-      httpMaxRetries: 6,
-      httpRetryDelayMs: 1000,
-      httpMaxRetryDelayMs: 60000,
-      requestTimeoutMs: 30000,
+      maxRetries: 6,
+      retryDelayInMs: 1000,
+      maxRetryDelayInMs: 60000,
+      requestTimeoutInMs: 30000,
     });
+    expect(config.credential).toEqual({ kind: "default" });
+    expect(config.poller).toEqual({ pollIntervalMs: 30000 });
     expect(config.jobs).toEqual({
-      pollIntervalMs: 30000,
-      timeoutMs: 3600000,
+      jobTimeoutMs: 3600000,
       maxAttempts: 3,
-      maxInFlight: 8,
+      outputDatastore: "workspaceblobstore",
     });
-    expect(config.flow.maxEventsInFlight).toBe(50000);
+    expect(config.flow).toEqual({ maxJobsInFlight: 8, maxEventsInFlight: 50000 });
+    expect(config.retry).toEqual({ initialDelayMs: 1000, maxDelayMs: 60000 });
     expect(config.observability).toEqual({ port: 9464, logLevel: "info" });
-    expect(config.shutdownTimeoutMs).toBe(30000);
+    expect(config.lifecycle).toEqual({ shutdownTimeoutMs: 30000 });
   });
 
   it("treats an empty variable as unset and trims values", () => {
@@ -231,7 +239,7 @@ describe("loadConfig: defaults", () => {
     }
   });
 
-  it("puts every setting at its documented configPath", () => {
+  it("puts every setting at its place, config[section][option]", () => {
     const withAccountUrls = withEnv(
       {
         FC_INPUT_STORAGE_CONNECTION_STRING: undefined,
@@ -247,10 +255,10 @@ describe("loadConfig: defaults", () => {
       for (const name of SETTING_NAMES) {
         const raw = env[name];
         if (raw === undefined) continue;
-        const setting: Setting = SETTINGS[name];
+        const setting: PlacedSetting = SETTINGS[name];
         const parsed = setting.parser.parse(setting.secret === true ? raw : raw.trim());
         expect(parsed.ok, name).toBe(true);
-        if (parsed.ok) expect(at(config, setting.configPath), name).toEqual(parsed.value);
+        if (parsed.ok) expect(config[setting.section][setting.option as never], name).toEqual(parsed.value);
         covered.add(name);
       }
     }
@@ -265,7 +273,7 @@ describe("loadConfig: the settings table", () => {
 
   it("has defaults that parse, and no default for a required or secret setting", () => {
     for (const name of SETTING_NAMES) {
-      const setting: Setting = SETTINGS[name];
+      const setting: PlacedSetting = SETTINGS[name];
       expect(setting.description.length, name).toBeGreaterThan(0);
       if (setting.default !== undefined) {
         expect(setting.parser.parse(setting.default).ok, name).toBe(true);
@@ -438,20 +446,21 @@ describe("secrets", () => {
     const redacted = redactedConfig(config);
     const logged = JSON.stringify(redacted);
     for (const secret of SECRETS) expect(logged).not.toContain(secret);
-    expect(at(redacted, "kafka.sasl.password")).toBe("***");
-    expect(at(redacted, "kafka.sasl.username")).toBe("connector");
+    expect(at(redacted, "kafka.saslPassword")).toBe("***");
+    expect(at(redacted, "kafka.saslUsername")).toBe("connector");
     expect(at(redacted, "schemaRegistry.password")).toBe("***");
-    expect(at(redacted, "storage.input.connectionString")).toBe("***");
-    expect(at(redacted, "storage.output.connectionString")).toBe("***");
+    expect(at(redacted, "inputStorage.connectionString")).toBe("***");
+    expect(at(redacted, "outputStorage.connectionString")).toBe("***");
     expect(at(redacted, "batch.maxRecords")).toBe(500);
-    expect(config.kafka.sasl?.password).toBe("kafka-secret-pw");
+    expect(config.kafka.saslPassword).toBe("kafka-secret-pw");
   });
 
-  it("redact the input connection string where the output falls back to it", () => {
+  it("never show the input connection string where the output falls back to it", () => {
     const config = loadConfig(withEnv({ FC_OUTPUT_STORAGE_CONNECTION_STRING: undefined }, FULL));
-    expect(config.storage.output.connectionString).toBe(AZURITE);
+    // The fallback is the blob store's (test/integration/blobStore.test.ts): the config keeps it unset.
+    expect(config.outputStorage.connectionString).toBeUndefined();
     const redacted = redactedConfig(config);
-    expect(at(redacted, "storage.output.connectionString")).toBe("***");
+    expect(at(redacted, "inputStorage.connectionString")).toBe("***");
     expect(JSON.stringify(redacted)).not.toContain("AccountKey");
   });
 
@@ -497,14 +506,16 @@ describe("cross-field rules", () => {
     ]);
 
     const own = loadConfig(withEnv({ FC_OUTPUT_STORAGE_CONNECTION_STRING: AZURITE }));
-    expect(own.storage.output.connectionString).toBe(AZURITE);
-    expect(own.storage.output.accountUrl).toBeUndefined();
+    expect(own.outputStorage.connectionString).toBe(AZURITE);
+    expect(own.outputStorage.accountUrl).toBeUndefined();
 
     const fallback = loadConfig(
       withEnv({ FC_INPUT_STORAGE_ACCOUNT_URL: undefined, FC_INPUT_STORAGE_CONNECTION_STRING: AZURITE }),
     );
-    expect(fallback.storage.output.connectionString).toBe(AZURITE);
-    expect(fallback.storage.output.accountUrl).toBeUndefined();
+    // Neither set: the blob store falls back to the input's account (test/integration/blobStore.test.ts).
+    expect(fallback.outputStorage.connectionString).toBeUndefined();
+    expect(fallback.outputStorage.accountUrl).toBeUndefined();
+    expect(fallback.inputStorage.connectionString).toBe(AZURITE);
   });
 
   it("SASL needs mechanism, username and password together", () => {
@@ -519,7 +530,11 @@ describe("cross-field rules", () => {
         FC_KAFKA_SASL_PASSWORD: " p ",
       }),
     );
-    expect(config.kafka.sasl).toEqual({ mechanism: "scram-sha-256", username: "u", password: " p " });
+    expect(config.kafka).toMatchObject({
+      saslMechanism: "scram-sha-256",
+      saslUsername: "u",
+      saslPassword: " p ",
+    });
   });
 
   it("schema registry user name and password go together", () => {
@@ -548,7 +563,7 @@ describe("cross-field rules", () => {
           FC_INPUT_STORAGE_CONNECTION_STRING: AZURITE,
         }),
       );
-      expect(config.endpoint.credential).toBe("local-dev");
+      expect(config.credential.kind).toBe("local-dev");
       expect(config.endpoint.scoringUri).toBe(uri);
     }
     expect(
@@ -598,20 +613,8 @@ describe("cross-field rules", () => {
 describe("the result", () => {
   it("is deeply frozen", () => {
     const config = loadConfig(FULL);
-    const objects: unknown[] = [
-      config,
-      config.kafka,
-      config.kafka.brokers,
-      config.kafka.sasl,
-      config.schemaRegistry,
-      config.storage,
-      config.storage.input,
-      config.storage.output,
-      config.endpoint,
-      config.jobs,
-      config.flow,
-      config.observability,
-    ];
+    const objects: unknown[] = [config, config.kafka, config.kafka.brokers, ...Object.values(config)];
+    expect(objects).toHaveLength(3 + 17);
     for (const object of objects) expect(Object.isFrozen(object)).toBe(true);
     expect(() => {
       (config.kafka as { clientId: string }).clientId = "changed";
@@ -627,7 +630,7 @@ describe("describe", () => {
     expect(lines[0]).toBe("| Variable | Default | Meaning |");
     expect(lines).toHaveLength(SETTING_NAMES.length + 2);
     for (const name of SETTING_NAMES) {
-      const setting: Setting = SETTINGS[name];
+      const setting: PlacedSetting = SETTINGS[name];
       const row = lines.find((line) => line.startsWith(`| \`${name}\``));
       expect(row, name).toBeDefined();
       expect(row?.includes("(secret)"), name).toBe(setting.secret === true);

@@ -145,7 +145,11 @@ describe("createJobPoller", () => {
       canceled: [{ status: "CancelRequested" }, { status: "Canceled" }],
     });
     const statuses: string[] = [];
-    const p = poller(fake.client, { onStatus: (jobId, status) => statuses.push(`${jobId}:${status}`) });
+    const p = poller(fake.client, {
+      onEvent: (e) => {
+        if (e.type === "status_changed") statuses.push(`${e.jobId}:${e.status}`);
+      },
+    });
     const done = p.watch("done", { timeoutMs: 60_000 });
     const failed = p.watch("failed", { timeoutMs: 60_000 });
     const canceled = p.watch("canceled", { timeoutMs: 60_000 });
@@ -174,7 +178,11 @@ describe("createJobPoller", () => {
   it("reports a repeated status once", async () => {
     const fake = fakeClient({ job: [{ status: "Queued" }, { status: "Queued" }, { status: "Completed" }] });
     const statuses: string[] = [];
-    const p = poller(fake.client, { onStatus: (_, status) => statuses.push(status) });
+    const p = poller(fake.client, {
+      onEvent: (e) => {
+        if (e.type === "status_changed") statuses.push(e.status);
+      },
+    });
     const outcome = p.watch("job", { timeoutMs: 60_000 });
     await vi.advanceTimersByTimeAsync(5000);
     await expect(outcome).resolves.toMatchObject({ status: "Completed" });
@@ -231,13 +239,17 @@ describe("createJobPoller", () => {
     expect(outcome.value).toMatchObject({ status: "Completed", durationMs: 5000 });
   });
 
-  it("reports failed reads through onPollError and goes on polling", async () => {
+  it("reports failed reads as poll_failed events and goes on polling", async () => {
     const boom = new Error("status of job job failed with HTTP 503");
     const fake = fakeClient({
       job: [boom, boom, { status: "Running" }, new Error("socket hang up"), { status: "Completed" }],
     });
     const errors: Array<[string, unknown]> = [];
-    const p = poller(fake.client, { onPollError: (jobId, error) => errors.push([jobId, error]) });
+    const p = poller(fake.client, {
+      onEvent: (e) => {
+        if (e.type === "poll_failed") errors.push([e.jobId, e.error]);
+      },
+    });
     const outcome = p.watch("job", { timeoutMs: 60_000 });
     await vi.advanceTimersByTimeAsync(5000);
 
@@ -253,7 +265,11 @@ describe("createJobPoller", () => {
   it("a job whose reads keep failing still ends at its deadline", async () => {
     const fake = fakeClient({ job: [new Error("unreachable")] });
     const errors: unknown[] = [];
-    const p = poller(fake.client, { onPollError: (_, error) => errors.push(error) });
+    const p = poller(fake.client, {
+      onEvent: (e) => {
+        if (e.type === "poll_failed") errors.push(e.error);
+      },
+    });
     const outcome = p.watch("job", { timeoutMs: 3000 });
     await vi.advanceTimersByTimeAsync(3000);
     await expect(outcome).resolves.toMatchObject({
@@ -274,6 +290,44 @@ describe("createJobPoller", () => {
     expect(outcomes[0]).toEqual(outcomes[1]);
     expect(outcomes[0]?.status).toBe("Completed");
     expect(fake.calls).toHaveLength(2);
+  });
+
+  it("an aborted watch rejects with the reason and, as the last watcher, stops the job's polling", async () => {
+    const fake = fakeClient({ job: [{ status: "Running" }] });
+    const p = poller(fake.client);
+    const controller = new AbortController();
+    const watched = track(p.watch("job", { timeoutMs: 60_000, abortSignal: controller.signal }));
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(fake.calls).toHaveLength(1);
+    controller.abort(new Error("shutting down"));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(watched.error?.message).toBe("shutting down");
+    expect(p.watching()).toBe(0);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(fake.calls).toHaveLength(1);
+  });
+
+  it("an aborted watch leaves another watcher of the job polling to its outcome", async () => {
+    const fake = fakeClient({ job: [{ status: "Running" }, { status: "Completed" }] });
+    const p = poller(fake.client);
+    const controller = new AbortController();
+    const aborted = track(p.watch("job", { timeoutMs: 60_000, abortSignal: controller.signal }));
+    const other = p.watch("job", { timeoutMs: 60_000 });
+    controller.abort(new Error("gone"));
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(aborted.error?.message).toBe("gone");
+    await expect(other).resolves.toMatchObject({ status: "Completed" });
+  });
+
+  it("a watch whose signal is already aborted rejects at once and polls nothing", async () => {
+    const fake = fakeClient({ job: [{ status: "Running" }] });
+    const p = poller(fake.client);
+    const watched = track(
+      p.watch("job", { timeoutMs: 60_000, abortSignal: AbortSignal.abort(new Error("no")) }),
+    );
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(watched.error?.message).toBe("no");
+    expect(fake.calls).toHaveLength(0);
   });
 
   it("close() rejects pending watches and stops polling", async () => {

@@ -1,6 +1,6 @@
 import { Kafka, type LogEntry, logLevel } from "kafkajs";
-import type { Config } from "./config/types.ts";
-import type { Logger } from "./observability/logger.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { KafkaSettings } from "./settings.ts";
 
 const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
   [logLevel.ERROR]: "error",
@@ -10,20 +10,16 @@ const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
 };
 
 /** The one kafkajs client of the process; its logs go through the connector's structured logger. */
-export function createKafkaClient(config: Config["kafka"], logger: Logger): Kafka {
+export function createKafkaClient(settings: KafkaSettings, logger: Logger): Kafka {
   const kafkaLogger = logger.child({ component: "kafkajs" });
+  const { saslMechanism, saslUsername, saslPassword } = settings;
   return new Kafka({
-    clientId: config.clientId,
-    brokers: [...config.brokers],
-    ssl: config.ssl,
-    ...(config.sasl
-      ? {
-          sasl: {
-            mechanism: config.sasl.mechanism,
-            username: config.sasl.username,
-            password: config.sasl.password,
-          } as never,
-        }
+    clientId: settings.clientId,
+    brokers: [...settings.brokers],
+    ssl: settings.ssl,
+    // Configuration allows the three SASL settings only together.
+    ...(saslMechanism && saslUsername !== undefined && saslPassword !== undefined
+      ? { sasl: { mechanism: saslMechanism, username: saslUsername, password: saslPassword } as never }
       : {}),
     logLevel: logLevel.WARN,
     logCreator:
