@@ -1,0 +1,274 @@
+/**
+ * The event decoder with the real validator and a fake schema registry: real avsc bytes in the Confluent wire
+ * format (magic byte 0, big-endian schema id, Avro body), JSON events, unknown schemas, registry outages and
+ * timeouts, and the values that must never reach the registry.
+ */
+import avro from "avsc";
+import { describe, expect, it } from "vitest";
+import { createEventDecoder, RegistryUnavailableError } from "../../src/consumer/decode.ts";
+import { createEventValidator, type InvalidReason, type Validation } from "../../src/consumer/validate.ts";
+
+const FEATURES = [1, 2.5, -3, 0, 4e-3, 5, 6, 7, 8, 9, 10, 11, 12.25];
+const SCHEMA_ID = 7;
+
+const FEATURE_EVENT = avro.Type.forSchema({
+  type: "record",
+  name: "FeatureEvent",
+  namespace: "com.retail.forecast",
+  fields: [
+    { name: "store_id", type: "string" },
+    { name: "features", type: { type: "array", items: "double" } },
+  ],
+});
+
+/** Shaped like the registry client's ResponseError (mappersmith's error middleware): a name and a status. */
+class ResponseError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(`Confluent_Schema_Registry - ${message}`);
+    this.name = "ResponseError";
+    this.status = status;
+  }
+}
+
+/** The Confluent wire format: magic byte 0, the schema id as a 4-byte big-endian int, then the Avro body. */
+function wire(schemaId: number, body: Buffer): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeUInt8(0, 0);
+  header.writeInt32BE(schemaId, 1);
+  return Buffer.concat([header, body]);
+}
+
+function avroEvent(value: { store_id: string; features: number[] }, schemaId = SCHEMA_ID): Buffer {
+  return wire(schemaId, FEATURE_EVENT.toBuffer(value));
+}
+
+function json(value: unknown): Buffer {
+  return Buffer.from(typeof value === "string" ? value : JSON.stringify(value), "utf8");
+}
+
+/**
+ * A registry that knows SCHEMA_ID and decodes with avsc, as the real client does once it has the schema;
+ * `fail` replaces its answer (a throw, or a promise that never settles). Records every buffer it is asked for.
+ */
+function fakeRegistry(fail?: () => Promise<unknown>) {
+  const calls: Buffer[] = [];
+  const schemas = new Map([[SCHEMA_ID, FEATURE_EVENT]]);
+  const registry = {
+    async decode(buffer: Buffer): Promise<unknown> {
+      calls.push(buffer);
+      if (fail) return fail();
+      const id = buffer.readInt32BE(1);
+      const type = schemas.get(id);
+      if (!type) throw new ResponseError(404, `Schema ${id} not found`);
+      return type.fromBuffer(buffer.subarray(5));
+    },
+  };
+  return { registry, calls };
+}
+
+function decoderWith(registry: ReturnType<typeof fakeRegistry>["registry"], maxMessageBytes = 65_536) {
+  return createEventDecoder({
+    schemaRegistry: registry,
+    validator: createEventValidator({ maxMessageBytes }),
+    maxMessageBytes,
+    registryTimeoutMs: 50,
+  });
+}
+
+function expectInvalid(result: Validation, reason: InvalidReason, detail: string): void {
+  expect(result).toEqual({ ok: false, reason, detail });
+}
+
+describe("createEventDecoder: JSON events", () => {
+  it("decodes and validates a JSON event without asking the registry", async () => {
+    const { registry, calls } = fakeRegistry();
+    const result = await decoderWith(registry).decode(json({ store_id: "CA_1", features: FEATURES, ts: 1 }));
+    expect(result).toEqual({ ok: true, row: { store_id: "CA_1", features: FEATURES } });
+    expect(calls).toHaveLength(0);
+  });
+
+  it.each([
+    ["{not json", "malformed_json", "message value is not JSON (at position 1)"],
+    [{ store_id: "CA_1", features: [1, 2] }, "wrong_feature_count", "features has 2 values, expected 13"],
+    [{ store_id: 42, features: FEATURES }, "invalid_store_id", "store_id must be a string, got a number"],
+  ] as const)(
+    "returns the validator's reason for an invalid JSON event (%#)",
+    async (input, reason, detail) => {
+      const { registry, calls } = fakeRegistry();
+      expectInvalid(await decoderWith(registry).decode(json(input)), reason, detail);
+      expect(calls).toHaveLength(0);
+    },
+  );
+});
+
+describe("createEventDecoder: Avro events", () => {
+  it("decodes real Confluent wire-format bytes through the registry and validates the record", async () => {
+    const { registry, calls } = fakeRegistry();
+    const value = avroEvent({ store_id: "CA_1", features: FEATURES });
+    const result = await decoderWith(registry).decode(value);
+    expect(result).toEqual({ ok: true, row: { store_id: "CA_1", features: FEATURES } });
+    expect(calls).toEqual([value]);
+  });
+
+  it("returns the validator's reason for a decoded record that is invalid", async () => {
+    const { registry, calls } = fakeRegistry();
+    const value = avroEvent({ store_id: "CA_1", features: FEATURES.slice(0, 12) });
+    expectInvalid(
+      await decoderWith(registry).decode(value),
+      "wrong_feature_count",
+      "features has 12 values, expected 13",
+    );
+    expect(calls).toHaveLength(1);
+  });
+
+  it("validates the decoded store_id like a JSON one (trimmed, no whitespace inside)", async () => {
+    const { registry } = fakeRegistry();
+    const decoder = decoderWith(registry);
+    expect(await decoder.decode(avroEvent({ store_id: " TX_2 ", features: FEATURES }))).toEqual({
+      ok: true,
+      row: { store_id: "TX_2", features: FEATURES },
+    });
+    expectInvalid(
+      await decoder.decode(avroEvent({ store_id: "TX 2", features: FEATURES })),
+      "invalid_store_id",
+      "store_id contains whitespace, which predictions.csv uses as its delimiter",
+    );
+  });
+
+  it("dead-letters an unknown schema id (404) with the id in a bounded detail", async () => {
+    const { registry, calls } = fakeRegistry();
+    const result = await decoderWith(registry).decode(
+      avroEvent({ store_id: "CA_1", features: FEATURES }, 99),
+    );
+    expectInvalid(
+      result,
+      "schema_decode_failed",
+      "Avro event (schema id 99) could not be decoded: Confluent_Schema_Registry - Schema 99 not found",
+    );
+    expect(calls).toHaveLength(1);
+  });
+
+  it("cuts a long decode error's detail to 300 characters, keeping the schema id", async () => {
+    const { registry } = fakeRegistry(async () => {
+      throw new ResponseError(404, `Schema not found ${"x".repeat(1000)}`);
+    });
+    const result = await decoderWith(registry).decode(avroEvent({ store_id: "CA_1", features: FEATURES }));
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.reason).toBe("schema_decode_failed");
+    expect(result.detail).toHaveLength(300);
+    expect(result.detail.startsWith(`Avro event (schema id ${SCHEMA_ID}) could not be decoded: `)).toBe(true);
+  });
+
+  it("dead-letters a body avsc cannot decode (truncated): the event's fault, not an outage", async () => {
+    const { registry, calls } = fakeRegistry();
+    const whole = avroEvent({ store_id: "CA_1", features: FEATURES });
+    const result = await decoderWith(registry).decode(whole.subarray(0, whole.length - 3));
+    expectInvalid(
+      result,
+      "schema_decode_failed",
+      `Avro event (schema id ${SCHEMA_ID}) could not be decoded: truncated buffer`,
+    );
+    expect(calls).toHaveLength(1);
+  });
+
+  it("dead-letters trailing bytes after the Avro body", async () => {
+    const { registry } = fakeRegistry();
+    const value = Buffer.concat([avroEvent({ store_id: "CA_1", features: FEATURES }), Buffer.from([1, 2])]);
+    expectInvalid(
+      await decoderWith(registry).decode(value),
+      "schema_decode_failed",
+      `Avro event (schema id ${SCHEMA_ID}) could not be decoded: trailing data`,
+    );
+  });
+});
+
+describe("createEventDecoder: registry outages", () => {
+  it.each([
+    [500, "Internal Server Error"],
+    [503, "Service Unavailable"],
+    [400, "Error, status 400"],
+    [401, "Unauthorized"],
+  ])("rejects with RegistryUnavailableError on a ResponseError with status %i", async (status, message) => {
+    const cause = new ResponseError(status, message);
+    const { registry, calls } = fakeRegistry(async () => {
+      throw cause;
+    });
+    const error = await decoderWith(registry)
+      .decode(avroEvent({ store_id: "CA_1", features: FEATURES }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryUnavailableError);
+    expect((error as Error).name).toBe("RegistryUnavailableError");
+    expect((error as Error).message).toBe(
+      `schema registry unavailable: Confluent_Schema_Registry - ${message}`,
+    );
+    expect((error as Error).cause).toBe(cause);
+    expect(calls).toHaveLength(1);
+  });
+
+  it("rejects with RegistryUnavailableError when the registry never answers within registryTimeoutMs", async () => {
+    const { registry, calls } = fakeRegistry(() => new Promise(() => {}));
+    const started = performance.now();
+    const error = await decoderWith(registry)
+      .decode(avroEvent({ store_id: "CA_1", features: FEATURES }))
+      .catch((e: unknown) => e);
+    const elapsed = performance.now() - started;
+    expect(error).toBeInstanceOf(RegistryUnavailableError);
+    expect((error as Error).message).toBe("schema registry unavailable: no answer within 50 ms");
+    // setTimeout may fire a millisecond early by performance.now()'s clock; it never fires much later here.
+    expect(elapsed).toBeGreaterThanOrEqual(45);
+    expect(elapsed).toBeLessThan(2000);
+    expect(calls).toHaveLength(1);
+  });
+
+  it("does not time out a registry that answers in time", async () => {
+    const { registry: real } = fakeRegistry();
+    const slow = {
+      decode: async (buffer: Buffer) => {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        return real.decode(buffer);
+      },
+    };
+    const result = await decoderWith(slow).decode(avroEvent({ store_id: "CA_1", features: FEATURES }));
+    expect(result).toEqual({ ok: true, row: { store_id: "CA_1", features: FEATURES } });
+  });
+});
+
+describe("createEventDecoder: values that never reach the registry", () => {
+  it("rejects an Avro-looking value over maxMessageBytes as too large, unsent", async () => {
+    const { registry, calls } = fakeRegistry();
+    const value = avroEvent({ store_id: "CA_1", features: new Array(30).fill(1) });
+    expect(value[0]).toBe(0);
+    expect(value.length).toBeGreaterThan(200);
+    expectInvalid(
+      await decoderWith(registry, 200).decode(value),
+      "too_large",
+      `message value has ${value.length} bytes, at most 200`,
+    );
+    expect(calls).toHaveLength(0);
+  });
+
+  it("sends a value of exactly maxMessageBytes to the registry", async () => {
+    const { registry, calls } = fakeRegistry();
+    const value = avroEvent({ store_id: "CA_1", features: FEATURES });
+    const result = await decoderWith(registry, value.length).decode(value);
+    expect(result).toEqual({ ok: true, row: { store_id: "CA_1", features: FEATURES } });
+    expect(calls).toHaveLength(1);
+  });
+
+  it.each([[Buffer.from([0])], [Buffer.from([0, 0, 0, 7])]])(
+    "leaves a value shorter than 5 bytes starting with 0 to the validator (%#)",
+    async (value) => {
+      const { registry, calls } = fakeRegistry();
+      expectInvalid(await decoderWith(registry).decode(value), "malformed_json", "message value is not JSON");
+      expect(calls).toHaveLength(0);
+    },
+  );
+
+  it.each([[null], [Buffer.alloc(0)]])("returns empty_message for an empty value (%#)", async (value) => {
+    const { registry, calls } = fakeRegistry();
+    expectInvalid(await decoderWith(registry).decode(value), "empty_message", "message value is empty");
+    expect(calls).toHaveLength(0);
+  });
+});
