@@ -3,17 +3,27 @@
  * config schema, the metrics table from the metric definitions. `npm run docs` rewrites them in place;
  * test/unit/readme.test.ts fails when they are stale.
  */
-import { Registry } from "prom-client";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { crossFieldRulesMarkdown, settingsMarkdownTable } from "../src/config/index.ts";
-import { createMetrics } from "../src/observability/metrics.ts";
+import { createMetrics, METRIC_PREFIX } from "../src/observability/metrics.ts";
+
+/** prom-client's default process and Node.js metrics: listed in the README by their prefix, not one by one. */
+const DEFAULT_METRIC_NAMES: ReadonlySet<string> = (() => {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  return new Set(registry.getMetricsAsArray().map((metric) => metric.name));
+})();
 
 export function metricsMarkdownTable(): string {
   const registry = new Registry();
   createMetrics(registry);
-  const rows = registry.getMetricsAsArray().map((metric) => {
+  const own = registry.getMetricsAsArray().filter((metric) => !DEFAULT_METRIC_NAMES.has(metric.name));
+  const rows = own.map((metric) => {
     const { name, help, type } = metric as unknown as { name: string; help: string; type: string };
     const labels = ((metric as unknown as { labelNames?: string[] }).labelNames ?? []).join(", ");
-    return `| \`${name}\` | ${type} | ${labels || "-"} | ${help} |`;
+    const buckets = (metric as unknown as { upperBounds?: number[] }).upperBounds;
+    const meaning = buckets ? `${help} Buckets: ${buckets.join(", ")}.` : help;
+    return `| \`${name}\` | ${type} | ${labels || "-"} | ${meaning} |`;
   });
   return ["| Metric | Type | Labels | Meaning |", "| --- | --- | --- | --- |", ...rows].join("\n");
 }

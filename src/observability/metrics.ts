@@ -1,18 +1,43 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** Every metric shares this prefix; names carry base units and counters end in _total (Prometheus conventions). */
 export const METRIC_PREFIX = "forecast_connector_";
 
 /**
- * The connector's metrics, created once on the registry given and handed to the stages. Label values are
- * bounded sets (reasons, triggers, outcomes, the configured topics and their partitions), never ids.
+ * Histogram buckets, chosen per histogram from the range it must resolve, so percentiles read from them are
+ * close to the true ones (one wide bucket would make p50 and p99 artefacts of its bounds).
+ */
+export const BUCKETS = {
+  /** Seconds from event to acknowledged prediction: seconds with a warm endpoint, up to hours after cold starts. */
+  endToEndLatency: [
+    0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200,
+    1800, 2700, 3600, 5400, 7200,
+  ],
+  /** Seconds from submission to a terminal status: seconds (warm) to an hour and more (cold start, queues). */
+  jobDuration: [
+    1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600, 5400,
+    7200,
+  ],
+  /** Seconds to upload one batch's files: milliseconds on a near account, up to a minute when throttled. */
+  blobUploadDuration: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  /** Events per batch: 1 (time trigger on a quiet topic) to FC_BATCH_MAX_RECORDS's upper range. */
+  batchSizeEvents: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000],
+  /** Bytes per batch: one small event to FC_BATCH_MAX_BYTES's upper bound (256 MiB). */
+  batchSizeBytes: [1e3, 1e4, 1e5, 2.5e5, 5e5, 1e6, 2e6, 4e6, 8e6, 1.6e7, 3.2e7, 6.4e7, 1.28e8, 2.56e8],
+} as const;
+
+/**
+ * The connector's metrics, created once on the registry given, plus prom-client's default process and Node.js
+ * metrics (memory, CPU, event-loop lag, GC) under the same prefix. Label values are bounded sets (reasons,
+ * triggers, statuses, partitions), never ids.
  *
- * Event accounting (docs/architecture.md, invariant 3): every consumed event ends in exactly one bucket, so at any moment
- *   events_consumed_total = predictions_published_total + dead_letters_total + events_in_flight
+ * Event accounting (docs/architecture.md, invariant 3): every consumed event ends in exactly one bucket, so
+ * at any moment events_consumed_total = predictions_published_total + dead_letters_total + events_in_flight.
  */
 export function createMetrics(registry: Registry = new Registry()) {
   const p = METRIC_PREFIX;
   const registers = [registry];
+  collectDefaultMetrics({ register: registry, prefix: p });
   return {
     registry,
     eventsConsumed: new Counter({
@@ -40,19 +65,19 @@ export function createMetrics(registry: Registry = new Registry()) {
     batchSizeEvents: new Histogram({
       name: `${p}batch_size_events`,
       help: "Events per sealed batch.",
-      buckets: [1, 10, 50, 100, 500, 1000, 5000, 10000, 50000],
+      buckets: [...BUCKETS.batchSizeEvents],
       registers,
     }),
     batchSizeBytes: new Histogram({
       name: `${p}batch_size_bytes`,
       help: "Size of each batch file uploaded, in bytes.",
-      buckets: [1e3, 1e4, 1e5, 1e6, 4e6, 1.6e7, 6.4e7],
+      buckets: [...BUCKETS.batchSizeBytes],
       registers,
     }),
     blobUploadDuration: new Histogram({
       name: `${p}blob_upload_duration_seconds`,
       help: "Time to upload one batch file to Blob Storage.",
-      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      buckets: [...BUCKETS.blobUploadDuration],
       registers,
     }),
     jobsSubmitted: new Counter({
@@ -86,7 +111,7 @@ export function createMetrics(registry: Registry = new Registry()) {
       name: `${p}job_duration_seconds`,
       help: "Time from job submission to its terminal status, by status.",
       labelNames: ["status"] as const,
-      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600],
+      buckets: [...BUCKETS.jobDuration],
       registers,
     }),
     jobsInFlight: new Gauge({
@@ -119,7 +144,7 @@ export function createMetrics(registry: Registry = new Registry()) {
     endToEndLatency: new Histogram({
       name: `${p}end_to_end_latency_seconds`,
       help: "From the event's Kafka timestamp to its prediction being acknowledged.",
-      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600],
+      buckets: [...BUCKETS.endToEndLatency],
       registers,
     }),
     tokenRenewals: new Counter({
