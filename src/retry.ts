@@ -65,7 +65,13 @@ export function createRetryPolicy(options: RetryPolicyOptions): RetryPolicy {
   requirePositive("initialDelayMs", options.initialDelayMs);
   requirePositive("maxDelayMs", options.maxDelayMs);
   const jitter = options.jitter ?? 0.2;
+  if (!(jitter >= 0 && jitter <= 1)) throw new RangeError("jitter must be between 0 and 1");
   const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY;
+  if (
+    !(maxAttempts === Number.POSITIVE_INFINITY || (Number.isSafeInteger(maxAttempts) && maxAttempts >= 1))
+  ) {
+    throw new RangeError("maxAttempts must be a positive integer");
+  }
   const retriableByDefault = options.isRetriable ?? (() => true);
 
   const delayMs = (failures: number) => {
@@ -78,6 +84,7 @@ export function createRetryPolicy(options: RetryPolicyOptions): RetryPolicy {
     delayMs,
     async run(operation, runOptions = {}) {
       const { abortSignal, attemptTimeoutMs, onRetry } = runOptions;
+      if (attemptTimeoutMs !== undefined) requirePositive("attemptTimeoutMs", attemptTimeoutMs);
       const isRetriable = runOptions.isRetriable ?? retriableByDefault;
       for (let attempt = 1; ; attempt++) {
         abortSignal?.throwIfAborted();

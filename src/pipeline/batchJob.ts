@@ -19,6 +19,7 @@ import type { JobSettings } from "./settings.ts";
 export type BatchJobEvent =
   | { type: "uploaded"; batchId: string; files: number; bytes: number; durationMs: number; folderUri: string }
   | { type: "submitted"; batchId: string; jobId: string; attempt: number }
+  /** retriable: the connector submits again (an endpoint outage); false: the request was rejected for this batch. */
   | { type: "submit_failed"; batchId: string; attempt: number; error: string; retriable: boolean }
   | { type: "finished"; batchId: string; jobId: string; attempt: number; outcome: JobOutcome }
   | { type: "resubmitting"; batchId: string; attempt: number; reason: string }
@@ -96,6 +97,10 @@ function isRejection(error: unknown): boolean {
   );
 }
 
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
   const { store, endpoint, poller, retry } = options;
   const emit = (event: BatchJobEvent) => options.onEvent?.(event);
@@ -115,7 +120,7 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
     retry.run(({ abortSignal }) => run(abortSignal), {
       ...call,
       attemptTimeoutMs: stepTimeoutMs,
-      onRetry: ({ error }) => emit({ type: "step_failed", batchId, step, error: (error as Error).message }),
+      onRetry: ({ error }) => emit({ type: "step_failed", batchId, step, error: errorMessage(error) }),
     });
 
   /**
@@ -159,7 +164,7 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
       call.abortSignal?.throwIfAborted();
       if (!isRejection(error)) throw error;
       failed(error, false);
-      return { ok: false, detail: `submission rejected: ${(error as Error).message}` };
+      return { ok: false, detail: `submission rejected: ${errorMessage(error)}` };
     }
   };
 
