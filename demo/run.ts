@@ -6,6 +6,7 @@
  *   npm run demo              keeps running after the sample until Ctrl-C (metrics stay up)
  *   npm run demo -- --once    stops everything once every sample event is accounted for
  */
+import "../scripts/requireNode.cjs"; // first: stops on a too-old Node before anything else loads
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";

@@ -6,6 +6,7 @@
  * FC_STACK_KAFKA_CONTROLLER_PORT, FC_STACK_REGISTRY_PORT, FC_STACK_AZURITE_PORT, FC_STACK_EMULATOR_PORT,
  * FC_STACK_CACHE (artifact cache), FC_STACK_HOME (runtime folder, default .stack/).
  */
+import "../../scripts/requireNode.cjs"; // first: stops on a too-old Node before anything else loads
 import { DEFAULT_KAFKA_VERSION } from "./artifacts.ts";
 import {
   DEFAULT_PORTS,
