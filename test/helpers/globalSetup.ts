@@ -7,6 +7,7 @@
  *      stopped at the end.
  * A missing prerequisite fails the run with what to install; no test is ever skipped for want of a service.
  */
+import "./expectedNoise.ts";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
