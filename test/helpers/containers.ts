@@ -1,6 +1,7 @@
 /**
- * The second way the tests find their services: containers, when a container runtime answers
- * (a developer laptop with Docker or Podman). Never used on machines without one: see globalSetup.ts.
+ * The third way the tests find their services (see globalSetup.ts for the order): containers, when a container
+ * runtime answers (a developer laptop with Docker or Podman and no Java), or when FC_TEST_SERVICES=containers.
+ * Not exercised on the project's own machines and CI, which have no container engine.
  */
 import { GenericContainer, getContainerRuntimeClient, type StartedTestContainer, Wait } from "testcontainers";
 import { DEFAULT_APICURIO_VERSION, DEFAULT_KAFKA_VERSION } from "../../stack/src/artifacts.ts";
@@ -8,12 +9,13 @@ import { azuriteConnectionString } from "../../stack/src/azurite.ts";
 import { freePort } from "../../stack/src/processes.ts";
 import type { StackEndpoints } from "../../stack/src/types.ts";
 
-export async function containerRuntimeAvailable(): Promise<boolean> {
+/** Which container runtime answers, in a few words, or undefined when none does. */
+export async function findContainerRuntime(): Promise<string | undefined> {
   try {
-    await getContainerRuntimeClient();
-    return true;
+    const { containerRuntime } = (await getContainerRuntimeClient()).info;
+    return `a container runtime (server ${containerRuntime.serverVersion}, ${containerRuntime.operatingSystem}) at ${containerRuntime.host}`;
   } catch {
-    return false;
+    return undefined;
   }
 }
 

@@ -1,13 +1,15 @@
 /**
- * Finds the real services the integration tests talk to, in this order:
+ * Finds the real services the integration tests talk to, taking the first that applies:
  *   1. an existing cluster named by environment variables (FC_TEST_KAFKA_BROKERS, FC_TEST_REGISTRY_URL,
  *      FC_TEST_BLOB_CONNECTION_STRING: all three, or none);
- *   2. containers, when a container runtime answers;
- *   3. the project's local stack (Java + Maven artifacts + Azurite from node_modules), started here and
- *      stopped at the end.
- * A missing prerequisite fails the run with what to install; no test is ever skipped for want of a service.
+ *   2. the project's local stack (Kafka and Apicurio jars fetched with Maven, Azurite from node_modules), when
+ *      its prerequisites are installed (Java 17+ and Maven 3.8+), started here and stopped at the end;
+ *   3. containers, when a container runtime (Docker, Podman) answers.
+ * FC_TEST_SERVICES=local or FC_TEST_SERVICES=containers forces one of the last two. Whatever is missing fails
+ * the run with what to install; no test is ever skipped for want of a service. One line says which path ran.
  */
 import "./expectedNoise.ts";
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
@@ -16,7 +18,7 @@ import { stackDir } from "../../stack/src/paths.ts";
 import { isAlive, killProcessGroupNow } from "../../stack/src/processes.ts";
 import { freeStackPorts, startStack } from "../../stack/src/stack.ts";
 import type { StackEndpoints } from "../../stack/src/types.ts";
-import { containerRuntimeAvailable, startContainerStack } from "./containers.ts";
+import { findContainerRuntime, startContainerStack } from "./containers.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -61,19 +63,101 @@ function pruneFinishedTestStacks(): void {
   }
 }
 
+/** The local stack's prerequisites: "Java 17.0.15, Maven 3.8.7" when Java 17+ and Maven 3.8+ answer, else what is wrong. */
+function localStackPrerequisites(): { found: string } | { missing: string } {
+  const java = spawnSync("java", ["-version"], { encoding: "utf8" });
+  const javaVersion = /version "([^"]+)"/.exec(`${java.stderr ?? ""}${java.stdout ?? ""}`)?.[1];
+  const javaParts = (javaVersion ?? "").split(/[._+-]/).map(Number);
+  const javaMajor = javaParts[0] === 1 ? javaParts[1] : javaParts[0]; // "1.8.0_292" is Java 8
+  const maven = spawnSync("mvn", ["-B", "--version"], { encoding: "utf8" });
+  const mavenVersion = /Apache Maven (\d+\.\d+(?:\.\d+)?)/.exec(maven.stdout ?? "")?.[1];
+  const [mavenMajor = 0, mavenMinor = 0] = (mavenVersion ?? "").split(".").map(Number);
+  const problems: string[] = [];
+  if (javaVersion === undefined) problems.push("no working java on PATH");
+  else if (!(Number(javaMajor) >= 17)) problems.push(`Java ${javaVersion} (17+ needed)`);
+  if (mavenVersion === undefined) problems.push("no working mvn on PATH");
+  else if (mavenMajor < 3 || (mavenMajor === 3 && mavenMinor < 8))
+    problems.push(`Maven ${mavenVersion} (3.8+ needed)`);
+  return problems.length > 0
+    ? { missing: problems.join(", ") }
+    : { found: `Java ${javaVersion}, Maven ${mavenVersion}` };
+}
+
+const LOCAL_HINT =
+  "install Java 17+ and Apache Maven 3.8+ (Debian: apt-get install openjdk-17-jdk-headless maven)";
+const SERVICES_CHOICES = ["local", "containers"] as const;
+
+type Choice =
+  | { path: "env"; endpoints: StackEndpoints; why: string }
+  | { path: "local"; why: string }
+  | { path: "containers"; why: string };
+
+/** Which services to use, and why, in one phrase; throws with what to do when none can be had. */
+export async function chooseServices(): Promise<Choice> {
+  const forced = process.env.FC_TEST_SERVICES || undefined;
+  if (forced !== undefined && !(SERVICES_CHOICES as readonly string[]).includes(forced)) {
+    throw new Error(
+      `FC_TEST_SERVICES must be "local" or "containers" (or unset, to take the first that works), got "${forced}"`,
+    );
+  }
+  const fromEnv = endpointsFromEnv();
+  if (fromEnv && forced) {
+    throw new Error(
+      `FC_TEST_SERVICES=${forced} and FC_TEST_KAFKA_BROKERS/FC_TEST_REGISTRY_URL/FC_TEST_BLOB_CONNECTION_STRING are both set: unset one`,
+    );
+  }
+  if (fromEnv)
+    return { path: "env", endpoints: fromEnv, why: "FC_TEST_KAFKA_BROKERS and the other two are set" };
+
+  const reason = forced ? `FC_TEST_SERVICES=${forced}` : "FC_TEST_SERVICES unset";
+  if (forced !== "containers") {
+    const local = localStackPrerequisites();
+    if ("found" in local) return { path: "local", why: `${reason}; ${local.found} found` };
+    if (forced === "local") {
+      throw new Error(
+        `FC_TEST_SERVICES=local, but the local stack cannot run: ${local.missing}; ${LOCAL_HINT}`,
+      );
+    }
+    const runtime = await findContainerRuntime();
+    if (runtime)
+      return { path: "containers", why: `${reason}; local stack unavailable (${local.missing}); ${runtime}` };
+    throw new Error(
+      `No services for the integration tests: the local stack cannot run (${local.missing}) and no container runtime answers. ` +
+        `Either ${LOCAL_HINT}; or start Docker or Podman; or name an existing cluster with FC_TEST_KAFKA_BROKERS, FC_TEST_REGISTRY_URL and FC_TEST_BLOB_CONNECTION_STRING.`,
+    );
+  }
+  const runtime = await findContainerRuntime();
+  if (!runtime) {
+    throw new Error(
+      "FC_TEST_SERVICES=containers, but no container runtime answers (testcontainers found no Docker or Podman socket): start one, or unset FC_TEST_SERVICES to use the local stack",
+    );
+  }
+  return { path: "containers", why: `${reason}; ${runtime}` };
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const kafkaVersion = process.env.FC_KAFKA_VERSION || DEFAULT_KAFKA_VERSION;
-  const fromEnv = endpointsFromEnv();
-  if (fromEnv) {
-    project.provide("stack", fromEnv);
+  const choice = await chooseServices();
+  const started = Date.now();
+  const took = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+
+  if (choice.path === "env") {
+    console.log(
+      `[services] existing cluster (${choice.why}): Kafka ${choice.endpoints.kafkaBrokers.join(",")}, registry ${choice.endpoints.registryUrl}`,
+    );
+    project.provide("stack", choice.endpoints);
     return async () => {};
   }
-  if (await containerRuntimeAvailable()) {
+
+  if (choice.path === "containers") {
     const containers = await startContainerStack(kafkaVersion);
+    console.log(
+      `[services] containers (${choice.why}): Kafka ${kafkaVersion}, Apicurio Registry and Azurite started in ${took()}`,
+    );
     project.provide("stack", containers.endpoints);
     return containers.stop;
   }
-  const started = Date.now();
+
   const stackName = `test-${process.pid}`;
   pruneFinishedTestStacks();
   const stack = await startStack({
@@ -88,7 +172,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
   process.once("exit", killAll);
   console.log(
-    `[stack] Kafka ${kafkaVersion}, Apicurio Registry and Azurite started in ${Date.now() - started} ms (${stack.dir})`,
+    `[services] local stack (${choice.why}): Kafka ${kafkaVersion}, Apicurio Registry and Azurite started in ${took()} (${stack.dir})`,
   );
   project.provide("stack", stack.endpoints);
   return async () => {
