@@ -41,7 +41,7 @@ function satisfies(version: Version, range: string): boolean {
     if (!match) throw new Error(`unsupported engines comparator "${comparator}" in "${range}"`);
     const [, op = "", ...parts] = match;
     const nums = parts.map((p) => (p === undefined || /[xX*]/.test(p) ? undefined : Number(p)));
-    const given = nums.findIndex((n) => n === undefined);
+    const given = nums.indexOf(undefined);
     const precision = given === -1 ? 3 : given; // how many leading parts were given
     if (precision === 0) return op !== "<" && op !== ">"; // "*": any version
     const low: Version = [
