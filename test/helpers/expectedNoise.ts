@@ -50,7 +50,7 @@ if (!holder[marker]) {
     emitWarning(warning, options, ...rest);
   }) as typeof process.emitWarning;
 
-  const threshold = RANK[process.env.FC_TEST_LOG_LEVEL || DEFAULT_TEST_LOG_LEVEL] ?? RANK.fatal;
+  const threshold: number = RANK[process.env.FC_TEST_LOG_LEVEL || DEFAULT_TEST_LOG_LEVEL] ?? 60; // unknown level: as fatal
   for (const method of ["log", "info", "warn", "error"] as const) {
     const original = console[method].bind(console);
     console[method] = (...args: unknown[]) => {
