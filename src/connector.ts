@@ -16,7 +16,8 @@ import { createInputConsumer } from "./consumer/inputConsumer.ts";
 import { createEventValidator } from "./consumer/validate.ts";
 import { createKafkaClient } from "./kafka/client.ts";
 import { checkSchemaRegistry, createSchemaRegistry } from "./kafka/schemaRegistry.ts";
-import { ensureTopics } from "./kafka/topics.ts";
+import { ensureLedgerTopic, ensureTopics, maxRecordBytes } from "./kafka/topics.ts";
+import { createLedgerReader } from "./ledger/reader.ts";
 import { startLagReporter } from "./observability/consumerLag.ts";
 import { startHealthServer } from "./observability/healthServer.ts";
 import { createInstrumentation } from "./observability/instrumentation.ts";
@@ -26,6 +27,8 @@ import { createBatchJobRunner } from "./pipeline/batchJob.ts";
 import { createCoordinator } from "./pipeline/coordinator.ts";
 import { createOffsetTracker } from "./pipeline/offsetTracker.ts";
 import { createPipeline, type Pipeline } from "./pipeline/pipeline.ts";
+import { DEFAULT_DEAD_LETTER_MAX_BYTES, deadLetterMessage } from "./producer/deadLetter.ts";
+import { createAtLeastOnceWriter, createTransactionalWriter } from "./producer/outcomeWriter.ts";
 import { createPredictionEncoder } from "./producer/predictionRecord.ts";
 import { createPublisher } from "./producer/publisher.ts";
 import { createRetryPolicy } from "./retry.ts";
@@ -68,6 +71,7 @@ async function checkServices(admin: Admin, config: Config, store: BatchStore): P
   const topics = [config.consumer.topic, config.producer.resultsTopic, config.producer.deadLetterTopic];
   const problems = [
     ...(await ensureTopics(admin, topics, config.topics)),
+    ...(await ensureLedgerTopic(admin, config.delivery.ledgerTopic, config.consumer.topic, config.topics)),
     ...(await checkSchemaRegistry(config.schemaRegistry)),
     ...(await store.checkAccess().then(
       () => [],
@@ -115,19 +119,51 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     onEvent: instrument.batchJob,
   });
   const encoder = await createPredictionEncoder(schemaRegistry, config.producer.resultsTopic);
-  const publisher = createPublisher({ kafka, ...config.producer, encoder });
+  const deadLetterMaxBytes =
+    (await maxRecordBytes(admin, config.producer.deadLetterTopic)) ?? DEFAULT_DEAD_LETTER_MAX_BYTES;
+  // At least once: one idempotent producer for everything. Exactly once: one transactional producer per
+  // input partition, created on assignment (src/producer/outcomeWriter.ts).
+  const publisher = createPublisher({ kafka, ...config.producer, encoder, deadLetterMaxBytes });
   await publisher.connect();
+  const ledgerReader = createLedgerReader({
+    kafka,
+    admin,
+    topic: config.delivery.ledgerTopic,
+    groupId: config.consumer.groupId,
+    onUnreadable: (partition, offset) =>
+      logger.warn({ partition, offset }, "ledger record of an unknown version ignored"),
+  });
+  await ledgerReader.start();
+  const exactlyOnce = config.delivery.guarantee === "exactly-once";
   const coordinator = createCoordinator({
-    publisher,
+    inputTopic: config.consumer.topic,
+    ledgerTopic: config.delivery.ledgerTopic,
+    resultsTopic: config.producer.resultsTopic,
     tracker: createOffsetTracker(),
-    commit: (entries) => consumer.commit(entries),
+    createWriter: (partition) =>
+      exactlyOnce
+        ? createTransactionalWriter({
+            kafka,
+            transactionalId: `${config.consumer.groupId}.${config.consumer.topic}.${partition}`,
+            groupId: config.consumer.groupId,
+            inputTopic: config.consumer.topic,
+            partition,
+          })
+        : createAtLeastOnceWriter({
+            send: (topicMessages) => publisher.send(topicMessages),
+            commit: (offset) => consumer.commit([{ topic: config.consumer.topic, partition, offset }]),
+          }),
+    readLedger: (partition) => ledgerReader.entriesOf(partition),
+    encodePrediction: (record) => encoder.encode(record),
+    deadLetterMessages: (letters) => {
+      const now = new Date();
+      return {
+        topic: config.producer.deadLetterTopic,
+        messages: letters.map((letter) => deadLetterMessage(letter, now, deadLetterMaxBytes)),
+      };
+    },
     store,
     retry,
-    // A failed commit (usually a rebalance) is tried again within seconds, however long the pipeline's backoff.
-    commitRetry: createRetryPolicy({
-      initialDelayMs: Math.min(config.retry.initialDelayMs, 5000),
-      maxDelayMs: Math.min(config.retry.maxDelayMs, 5000),
-    }),
     onEvent: instrument.coordinator,
   });
   const pipeline = createPipeline({
@@ -136,6 +172,7 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     batchPolicy: createBatchPolicy(config.batch),
     coordinator,
     jobs,
+    retry,
     ...config.flow,
     maxDeadLetterValueBytes: config.validation.maxMessageBytes,
     onEvent: instrument.pipeline,
@@ -149,7 +186,12 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     registry: metrics.registry,
     // Not alive once the consumer has crashed for good (kafkajs will not restart it): let Kubernetes restart us.
     isAlive: () => !consumerDead,
-    isReady: () => !stopping && consumer.isJoined(),
+    // Not ready when work is pending and nothing has moved for the progress timeout: something is stuck.
+    isReady: () =>
+      !stopping &&
+      consumer.isJoined() &&
+      (pipeline.inFlight().events === 0 ||
+        Date.now() - instrument.lastProgressMs() < config.observability.progressTimeoutMs),
   });
   const stopLagReporter = startLagReporter({
     admin,
@@ -161,17 +203,28 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     logger,
   });
 
-  await consumer.start({
-    onMessages: (messages) => pipeline.handleMessages(messages),
-    onAssignment: (assigned, lost) => {
-      instrument.consumer({ type: "group_joined", assigned, lost });
-      if (lost.length > 0) pipeline.revoke(config.consumer.topic, lost);
-    },
-    onCrash: (error, willRestart) => {
-      instrument.consumer({ type: "crashed", error, willRestart });
-      if (!willRestart) consumerDead = true;
-    },
-  });
+  try {
+    await consumer.start({
+      onMessages: (messages) => pipeline.handleMessages(messages),
+      onAssignment: (assigned, added, lost) => {
+        instrument.consumer({ type: "group_joined", assigned, added, lost });
+        pipeline.revoke(lost);
+        void pipeline.assign(added);
+      },
+      onCrash: (error, willRestart) => {
+        instrument.consumer({ type: "crashed", error, willRestart });
+        if (!willRestart) consumerDead = true;
+      },
+    });
+  } catch (error) {
+    // A process that cannot consume must not look alive: stop what started, and fail the start.
+    stopLagReporter();
+    await ledgerReader.stop().catch(() => {});
+    await publisher.disconnect().catch(() => {});
+    await admin.disconnect().catch(() => {});
+    await health.close();
+    throw new StartupError([`the Kafka consumer could not start: ${(error as Error).message}`]);
+  }
   logger.info(
     {
       inputTopic: config.consumer.topic,
@@ -189,8 +242,9 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     async stop() {
       if (stopping) return;
       stopping = true;
-      logger.info(pipeline.inFlight(), "stopping: no more fetching");
+      logger.info(pipeline.inFlight(), "stopping: no more fetching, nothing new submitted");
       consumer.pause();
+      // Batches not yet publishing stop now; their jobs run on and the next owner resumes them (ledger).
       pipeline.close();
       const drained = await Promise.race([
         pipeline.drain().then(() => true),
@@ -198,15 +252,16 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
           setTimeout(() => resolve(false), config.lifecycle.shutdownTimeoutMs).unref(),
         ),
       ]);
-      if (!drained) logger.warn(pipeline.inFlight(), "shutdown timeout: leaving jobs unsettled");
+      if (!drained) logger.warn(pipeline.inFlight(), "shutdown timeout: leaving outcomes unpublished");
       // Whatever is still running ends now, without an outcome: its events stay uncommitted.
       pipeline.abandon();
       poller.close();
-      // Retries end; what is settled is committed once more before the consumer leaves its group.
       coordinator.stop();
-      await coordinator.flushCommits();
       stopLagReporter();
+      // Leaving the group hands the partitions over at once (no wait for the session timeout).
       await consumer.stop().catch(() => {});
+      await coordinator.close().catch(() => {});
+      await ledgerReader.stop().catch(() => {});
       await publisher.disconnect().catch(() => {});
       await admin.disconnect().catch(() => {});
       await health.close();

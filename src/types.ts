@@ -27,7 +27,7 @@ export interface FeatureEvent {
 }
 
 /** Why a batch was sealed. Bounded set: it is a metric label. */
-export type FlushTrigger = "count" | "bytes" | "time" | "shutdown";
+export type FlushTrigger = "count" | "bytes" | "time" | "shutdown" | "rebalance";
 
 /** A Kafka commit position: the next offset to consume, as kafkajs expects it (int64 string). */
 export interface TopicPartitionOffset {
@@ -75,6 +75,8 @@ export interface UploadedBatch {
   readonly files: readonly UploadedFile[];
   /** https URI of the batch's own blob folder: the job's input. */
   readonly folderUri: string;
+  /** Blob path of the batch's manifest (which event each row of each file is), outside the input folder. */
+  readonly manifestPath: string;
 }
 
 /** One event's prediction, matched back from predictions.csv. */

@@ -42,6 +42,13 @@ export interface BatchStore {
     files: ReadonlyArray<{ readonly fileName: string; readonly body: Buffer }>,
     options?: BlobCallOptions,
   ): Promise<UploadedFolder>;
+  /**
+   * Writes a batch's manifest beside (not inside) its input folder, <prefix>/_manifests/<batchId>.json:
+   * whoever resumes the batch after a restart or rebalance maps its rows back to events with it.
+   */
+  writeManifest(batchId: string, body: Buffer, options?: BlobCallOptions): Promise<string>;
+  /** A manifest's content, or undefined when it is gone. */
+  readManifest(path: string, options?: BlobCallOptions): Promise<Buffer | undefined>;
   /** Reads a batch file back (for dead letters: the features live in the blob, not in memory). */
   readBatchRows(blobPath: string, options?: BlobCallOptions): Promise<FeatureRow[]>;
   /** Where a job's predictions.csv is, by the output path template. */
@@ -106,6 +113,31 @@ export function createBatchStore(options: BatchStoreOptions): BatchStore {
         }),
       );
       return { folderUri: `${plainUrl(input)}/${folder}`, blobPaths };
+    },
+
+    async writeManifest(batchId, body, callOptions = {}) {
+      const path = `${prefix ? `${prefix}/` : ""}_manifests/${batchId}.json`;
+      await input.getBlockBlobClient(path).uploadData(body, {
+        blobHTTPHeaders: { blobContentType: "application/json" },
+        metadata: { batchid: batchId },
+        ...(callOptions.abortSignal ? { abortSignal: callOptions.abortSignal } : {}),
+      });
+      return path;
+    },
+
+    async readManifest(path, callOptions = {}) {
+      try {
+        return await input
+          .getBlockBlobClient(path)
+          .downloadToBuffer(
+            0,
+            undefined,
+            callOptions.abortSignal ? { abortSignal: callOptions.abortSignal } : {},
+          );
+      } catch (error) {
+        if (error instanceof RestError && error.statusCode === 404) return undefined;
+        throw error;
+      }
     },
 
     async readBatchRows(blobPath, callOptions = {}) {

@@ -64,6 +64,8 @@ export interface JobState {
   /** As the service reports it; statuses this code does not know are non-terminal. */
   readonly status: string;
   readonly error?: { readonly code?: string; readonly message?: string };
+  /** The service answered 404 for the job: just created and not yet visible, or lost (see the job poller). */
+  readonly notFound?: boolean;
 }
 
 export interface EndpointClient {
@@ -214,7 +216,7 @@ export function createEndpointClient(options: EndpointClientOptions): EndpointCl
         .replaceAll("{jobId}", encodeURIComponent(jobId));
       const response = await send("GET", url, undefined, {}, getOptions?.abortSignal);
       // A job just created can be briefly unknown to the status API: not terminal, the job timeout bounds it.
-      if (response.status === 404) return { jobId, status: "Unknown" };
+      if (response.status === 404) return { jobId, status: "Unknown", notFound: true };
       if (response.status < 200 || response.status >= 300) throw failure(`status of job ${jobId}`, response);
       return readJobState(parseBody(response), jobId);
     },

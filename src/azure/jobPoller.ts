@@ -3,8 +3,11 @@ import type { EndpointClient, JobState } from "./endpointClient.ts";
 
 export interface JobOutcome {
   readonly jobId: string;
-  /** Completed, Failed or Canceled as the service said, or TimedOut when the job outlived its timeout. */
-  readonly status: "Completed" | "Failed" | "Canceled" | "TimedOut";
+  /**
+   * Completed, Failed or Canceled as the service said; TimedOut when the job outlived its timeout; Lost when
+   * the service no longer knows a job it knew (it answered 404 several reads in a row for a job seen before).
+   */
+  readonly status: "Completed" | "Failed" | "Canceled" | "TimedOut" | "Lost";
   readonly error?: JobState["error"];
   readonly durationMs: number;
 }
@@ -15,6 +18,8 @@ export interface JobPollerOptions {
   readonly pollIntervalMs: number;
   /** Each interval is spread by ±jitter (a fraction) so many jobs do not poll in lockstep. Default 0.2. */
   readonly jitter?: number;
+  /** 404 answers in a row, for a job seen before, after which it is Lost. Default 3. */
+  readonly lostAfterNotFound?: number;
   /** Status reads in flight at once, across all jobs. Default 4. */
   readonly maxConcurrentPolls?: number;
   /** Instrumentation (src/observability/instrumentation.ts): status changes and failed reads. */
@@ -25,6 +30,7 @@ export interface JobPollerOptions {
 /** What the poller reports. A failed read (after the HTTP pipeline's own retries) does not stop the polling. */
 export type PollerEvent =
   | { readonly type: "status_changed"; readonly jobId: string; readonly status: string }
+  | { readonly type: "status_read"; readonly jobId: string; readonly status: string }
   | { readonly type: "poll_failed"; readonly jobId: string; readonly error: unknown };
 
 export interface WatchOptions {
@@ -32,6 +38,8 @@ export interface WatchOptions {
   readonly timeoutMs: number;
   /** Default: now. */
   readonly submittedAtMs?: number;
+  /** The job is known to have existed (resumed from the ledger): a 404 counts towards Lost from the first. */
+  readonly existed?: boolean;
   /** Stops this watch: its promise rejects with the signal's reason; other watchers of the job go on. */
   readonly abortSignal?: AbortSignal;
 }
@@ -50,6 +58,9 @@ interface Watched {
   readonly deadlineMs: number;
   nextPollAtMs: number;
   lastStatus: string | undefined;
+  /** A read found the job (or it was known to exist): 404s count towards Lost from then on. */
+  seen: boolean;
+  notFoundInARow: number;
   polling: boolean;
   readonly outcome: Promise<JobOutcome>;
   /** Watchers still waiting: when the last one aborts, the job is no longer polled. */
@@ -66,6 +77,7 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
   const now = options.now ?? Date.now;
   const jitter = options.jitter ?? 0.2;
   const maxConcurrent = options.maxConcurrentPolls ?? 4;
+  const lostAfterNotFound = options.lostAfterNotFound ?? 3;
   const jobs = new Map<string, Watched>();
   let timer: NodeJS.Timeout | undefined;
   let inFlight = 0;
@@ -94,6 +106,22 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
       const state = await options.client.getJob(job.jobId, {
         abortSignal: AbortSignal.timeout(Math.max(1, job.deadlineMs - now())),
       });
+      if (state.notFound === true) {
+        if (job.seen && ++job.notFoundInARow >= lostAfterNotFound) {
+          finish(job, {
+            status: "Lost",
+            error: {
+              code: "NotFound",
+              message: `the endpoint answered 404 ${job.notFoundInARow} times in a row for a job it knew`,
+            },
+          });
+          return;
+        }
+      } else {
+        job.seen = true;
+        job.notFoundInARow = 0;
+      }
+      emit({ type: "status_read", jobId: job.jobId, status: state.status });
       if (state.status !== job.lastStatus) {
         job.lastStatus = state.status;
         emit({ type: "status_changed", jobId: job.jobId, status: state.status });
@@ -165,6 +193,8 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
           // First read soon after submission: a bad job can fail at once.
           nextPollAtMs: now() + Math.min(interval(), 1000),
           lastStatus: undefined,
+          seen: watchOptions.existed === true,
+          notFoundInARow: 0,
           polling: false,
           outcome: promise,
           watchers: 0,

@@ -43,11 +43,12 @@ function loopbackHost(url: string | undefined): boolean | undefined {
   return parsed === undefined ? undefined : isLoopbackHost(parsed.hostname);
 }
 
-const TOPICS = ["FC_INPUT_TOPIC", "FC_RESULTS_TOPIC", "FC_DEAD_LETTER_TOPIC"] as const;
+const TOPICS = ["FC_INPUT_TOPIC", "FC_RESULTS_TOPIC", "FC_DEAD_LETTER_TOPIC", "FC_LEDGER_TOPIC"] as const;
 
 export const RULES: readonly Rule[] = [
   {
-    description: "FC_INPUT_TOPIC, FC_RESULTS_TOPIC and FC_DEAD_LETTER_TOPIC name three different topics",
+    description:
+      "FC_INPUT_TOPIC, FC_RESULTS_TOPIC, FC_DEAD_LETTER_TOPIC and FC_LEDGER_TOPIC name four different topics",
     check({ values }) {
       const problems: string[] = [];
       TOPICS.forEach((a, i) => {

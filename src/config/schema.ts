@@ -19,7 +19,7 @@ import { BATCH_SETTINGS } from "../batcher/settings.ts";
 import { CONSUMER_SETTINGS, VALIDATION_SETTINGS } from "../consumer/settings.ts";
 import { KAFKA_SETTINGS, SCHEMA_REGISTRY_SETTINGS, TOPIC_SETTINGS } from "../kafka/settings.ts";
 import { OBSERVABILITY_SETTINGS } from "../observability/settings.ts";
-import { FLOW_SETTINGS, JOB_SETTINGS, RETRY_SETTINGS } from "../pipeline/settings.ts";
+import { DELIVERY_SETTINGS, FLOW_SETTINGS, JOB_SETTINGS, RETRY_SETTINGS } from "../pipeline/settings.ts";
 import { PRODUCER_SETTINGS } from "../producer/settings.ts";
 import { integer } from "./parsers.ts";
 import { defineSettings, type OptionsOf, type SettingSpec, type ValueOf } from "./spec.ts";
@@ -39,6 +39,7 @@ export const CONFIG_SPEC = {
   kafka: KAFKA_SETTINGS,
   consumer: CONSUMER_SETTINGS,
   producer: PRODUCER_SETTINGS,
+  delivery: DELIVERY_SETTINGS,
   topics: TOPIC_SETTINGS,
   schemaRegistry: SCHEMA_REGISTRY_SETTINGS,
   validation: VALIDATION_SETTINGS,

@@ -23,8 +23,16 @@ export interface InputHandlers {
    * here), with how many messages, from the first, it took: the others are fetched again after a pause.
    */
   readonly onMessages: (messages: readonly InputMessage[]) => Promise<number>;
-  /** The partitions assigned after a (re)join, and those lost since the previous assignment. */
-  readonly onAssignment: (assigned: readonly number[], lost: readonly number[]) => void;
+  /**
+   * The partitions assigned after a (re)join, those new since the previous assignment, and those lost. After
+   * a crash, or a rejoin under a new member id (this member was thrown out of the group, e.g. paused past its
+   * session), every partition counts as lost and then as new: another member may have owned it meanwhile.
+   */
+  readonly onAssignment: (
+    assigned: readonly number[],
+    added: readonly number[],
+    lost: readonly number[],
+  ) => void;
   readonly onCrash?: (error: Error, willRestart: boolean) => void;
 }
 
@@ -34,6 +42,9 @@ export interface InputConsumer {
   pause(): void;
   resume(): void;
   isPaused(): boolean;
+  /** Stops fetching from these partitions alone (while their ledger is read), whatever flow control wants. */
+  pausePartitions(partitions: readonly number[]): void;
+  resumePartitions(partitions: readonly number[]): void;
   commit(entries: readonly TopicPartitionOffset[]): Promise<void>;
   /** True between a successful group join and stop or a crash. */
   isJoined(): boolean;
@@ -61,25 +72,41 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
   // The state flow control wants. kafkajs forgets pauses when it restarts its consumer after a crash, and
   // refuses pause()/resume() while it is between groups: the wish is kept here and applied when it can be.
   let paused = false;
+  const pausedPartitions = new Set<number>();
   const applyPause = () => {
     try {
+      consumer.resume([{ topic: options.topic }]);
       if (paused) consumer.pause([{ topic: options.topic }]);
-      else consumer.resume([{ topic: options.topic }]);
+      else if (pausedPartitions.size > 0)
+        consumer.pause([{ topic: options.topic, partitions: [...pausedPartitions] }]);
     } catch {
       // Between a crash and the restart: GROUP_JOIN applies it again.
     }
   };
+  let memberId: string | undefined;
+  /** Group joins so far: a commit that saw a join happen may not have been applied. */
+  let joins = 0;
 
   consumer.on(consumer.events.GROUP_JOIN, (event) => {
-    const now = event.payload.memberAssignment[options.topic] ?? [];
-    const lost = assigned.filter((p) => !now.includes(p));
-    assigned = [...now].sort((a, b) => a - b);
+    const now = [...(event.payload.memberAssignment[options.topic] ?? [])].sort((a, b) => a - b);
+    // A new member id: this member was out of the group, and its partitions may have had another owner.
+    const rejoined = memberId !== undefined && memberId !== event.payload.memberId;
+    memberId = event.payload.memberId;
+    joins++;
+    const kept = rejoined ? [] : assigned.filter((p) => now.includes(p));
+    const lost = assigned.filter((p) => !kept.includes(p));
+    const added = now.filter((p) => !kept.includes(p));
+    assigned = now;
     joined = true;
-    if (paused) applyPause();
-    handlers?.onAssignment(assigned, lost);
+    applyPause();
+    handlers?.onAssignment(assigned, added, lost);
   });
   consumer.on(consumer.events.CRASH, (event) => {
     joined = false;
+    // kafkajs leaves the group on a crash: whatever it had may be someone else's by the time it is back.
+    const lost = assigned;
+    assigned = [];
+    if (lost.length > 0) handlers?.onAssignment([], [], lost);
     handlers?.onCrash?.(event.payload.error, event.payload.restart);
   });
   consumer.on(consumer.events.STOP, () => {
@@ -131,10 +158,20 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
       applyPause();
     },
     isPaused: () => paused,
+    pausePartitions(partitions) {
+      for (const p of partitions) pausedPartitions.add(p);
+      applyPause();
+    },
+    resumePartitions(partitions) {
+      for (const p of partitions) pausedPartitions.delete(p);
+      applyPause();
+    },
     async commit(entries) {
       // kafkajs silently skips a commit while it rejoins: report it, so the entries are committed later.
       if (!joined) throw new Error("not a member of the group right now");
+      const generation = joins;
       await consumer.commitOffsets(entries.map((e) => ({ ...e })));
+      if (!joined || joins !== generation) throw new Error("the group rebalanced during the commit");
     },
     isJoined: () => joined,
     assignedPartitions: () => assigned,

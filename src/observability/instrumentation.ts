@@ -14,7 +14,12 @@ import type { Metrics } from "./metrics.ts";
 
 /** What the input consumer reports (src/consumer/inputConsumer.ts hands these to its handlers). */
 export type ConsumerEvent =
-  | { readonly type: "group_joined"; readonly assigned: readonly number[]; readonly lost: readonly number[] }
+  | {
+      readonly type: "group_joined";
+      readonly assigned: readonly number[];
+      readonly added: readonly number[];
+      readonly lost: readonly number[];
+    }
   | { readonly type: "crashed"; readonly error: Error; readonly willRestart: boolean };
 
 export interface Instrumentation {
@@ -24,6 +29,8 @@ export interface Instrumentation {
   readonly poller: (event: PollerEvent) => void;
   readonly endpoint: (event: EndpointEvent) => void;
   readonly coordinator: (event: CoordinatorEvent) => void;
+  /** When a step last succeeded (an upload, a job status read, a publish, a commit): for /readyz. */
+  readonly lastProgressMs: () => number;
 }
 
 export function createInstrumentation(metrics: Metrics, logger: Logger): Instrumentation {
@@ -31,13 +38,21 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
   const pipelineLog = logger.child({ component: "pipeline" });
   const jobLog = logger.child({ component: "jobs" });
   const coordinatorLog = logger.child({ component: "coordinator" });
+  let lastProgress = Date.now();
+  const progressed = () => {
+    lastProgress = Date.now();
+  };
 
   return {
+    lastProgressMs: () => lastProgress,
     consumer(event) {
       switch (event.type) {
         case "group_joined":
           metrics.consumerGroupJoins.inc();
-          consumerLog.info({ assigned: event.assigned, lost: event.lost }, "partitions assigned");
+          consumerLog.info(
+            { assigned: event.assigned, added: event.added, lost: event.lost },
+            "partitions assigned",
+          );
           break;
         case "crashed":
           consumerLog.error({ err: event.error, willRestart: event.willRestart }, "consumer crashed");
@@ -48,6 +63,7 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
     pipeline(event) {
       switch (event.type) {
         case "messages_handled":
+          progressed();
           metrics.eventsConsumed.inc(event.consumed);
           for (const [reason, count] of Object.entries(event.invalid))
             metrics.eventsInvalid.inc({ reason }, count);
@@ -64,6 +80,20 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
           pipelineLog.info(
             { batchId: event.batchId, events: event.events, bytes: event.bytes, trigger: event.trigger },
             "batch sealed",
+          );
+          break;
+        case "batch_resuming":
+          metrics.jobsResumed.inc();
+          pipelineLog.info(
+            { batchId: event.batchId, partitions: event.partitions },
+            "batch resumed from the ledger",
+          );
+          break;
+        case "batch_failed":
+          metrics.batchesFailed.inc();
+          pipelineLog.error(
+            { err: event.error, batchId: event.batchId, attempt: event.attempt },
+            "batch scoring failed unexpectedly; it is scored again",
           );
           break;
         case "batch_abandoned":
@@ -96,11 +126,15 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
     batchJob(event) {
       switch (event.type) {
         case "uploaded":
+          progressed();
           metrics.blobUploadDuration.observe(event.durationMs / 1000);
           metrics.batchSizeBytes.observe(event.bytes);
           break;
         case "submitted":
+          progressed();
           metrics.jobsSubmitted.inc();
+          break;
+        case "resumed":
           break;
         case "submit_failed":
           metrics.jobsFailed.inc({ reason: "submit_error" });
@@ -136,7 +170,8 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
     },
 
     poller(event) {
-      if (event.type === "status_changed")
+      if (event.type === "status_read") progressed();
+      else if (event.type === "status_changed")
         jobLog.debug({ jobId: event.jobId, status: event.status }, "job status");
       else jobLog.warn({ jobId: event.jobId, err: event.error }, "job status read failed; polling goes on");
     },
@@ -149,6 +184,7 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
     coordinator(event) {
       switch (event.type) {
         case "outcomes_published": {
+          progressed();
           metrics.predictionsPublished.inc(event.predictions);
           for (const timestampMs of event.sourceTimestampsMs)
             metrics.endToEndLatency.observe((event.acknowledgedAtMs - timestampMs) / 1000);
@@ -159,17 +195,47 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
           }
           if (event.batchId !== undefined) {
             coordinatorLog.info(
-              { batchId: event.batchId, jobId: event.jobId, predictions: event.predictions, deadLetters },
+              {
+                batchId: event.batchId,
+                jobId: event.jobId,
+                partition: event.partition,
+                predictions: event.predictions,
+                deadLetters,
+              },
               "batch results published",
             );
           }
           break;
         }
-        case "publish_failed":
+        case "write_failed":
+          metrics.outputWriteFailures.inc();
           coordinatorLog.error(
-            { err: event.error, what: event.what, attempt: event.attempt },
-            "publishing outcomes failed; retrying",
+            { err: event.error, partition: event.partition, what: event.what, attempt: event.attempt },
+            "writing to Kafka failed; retrying",
           );
+          break;
+        case "partition_fenced":
+          metrics.partitionsFenced.inc();
+          coordinatorLog.warn(
+            { err: event.error, partition: event.partition },
+            "partition fenced by its new owner: its work here is dropped",
+          );
+          break;
+        case "partition_loaded":
+          metrics.partitionLoadDuration.observe(event.durationMs / 1000);
+          coordinatorLog.info(
+            {
+              partition: event.partition,
+              held: event.held,
+              resumable: event.resumable,
+              durationMs: event.durationMs,
+            },
+            "partition taken over: previous owner fenced, ledger read",
+          );
+          break;
+        case "ledger_recorded":
+          progressed();
+          metrics.ledgerRecords.inc({ state: event.state });
           break;
         case "batch_file_read_failed":
           coordinatorLog.error(
@@ -178,13 +244,8 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
           );
           break;
         case "committed":
+          progressed();
           metrics.offsetsCommitted.inc();
-          break;
-        case "commit_failed":
-          coordinatorLog.warn(
-            { err: event.error, entries: event.entries },
-            "offset commit failed; will retry with the next one",
-          );
           break;
       }
     },

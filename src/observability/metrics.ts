@@ -174,6 +174,38 @@ export function createMetrics(registry: Registry = new Registry()) {
       help: "Times the input was paused because in-flight work reached its bound.",
       registers,
     }),
+    outputWriteFailures: new Counter({
+      name: `${p}output_write_failures_total`,
+      help: "Writes of outcomes, ledger records or offsets that Kafka refused (each is retried; a fenced partition is dropped).",
+      registers,
+    }),
+    partitionsFenced: new Counter({
+      name: `${p}partitions_fenced_total`,
+      help: "Input partitions dropped because another member's producer fenced this one (it owns them now).",
+      registers,
+    }),
+    partitionLoadDuration: new Histogram({
+      name: `${p}partition_load_duration_seconds`,
+      help: "Time to take over an assigned partition: fence its previous owner and read its ledger.",
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
+      registers,
+    }),
+    ledgerRecords: new Counter({
+      name: `${p}ledger_records_total`,
+      help: "Job ledger records written before and after submissions, by state (intent, submitted).",
+      labelNames: ["state"] as const,
+      registers,
+    }),
+    jobsResumed: new Counter({
+      name: `${p}jobs_resumed_total`,
+      help: "Batches found in flight in the ledger of an assigned partition and resumed (their jobs watched again, never resubmitted).",
+      registers,
+    }),
+    batchesFailed: new Counter({
+      name: `${p}batches_failed_total`,
+      help: "Times a batch's scoring failed unexpectedly and was started again.",
+      registers,
+    }),
     consumerPaused: new Gauge({
       name: `${p}consumer_paused`,
       help: "1 while the consumer is paused because in-flight work reached its bound.",

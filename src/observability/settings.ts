@@ -9,6 +9,13 @@ export const OBSERVABILITY_SETTINGS = defineSettings({
     description: "Port of /metrics, /healthz and /readyz (0: any free port)",
     parser: integer(0, 65535),
   },
+  progressTimeoutMs: {
+    env: "FC_PROGRESS_TIMEOUT_MS",
+    default: "900000",
+    description:
+      "/readyz fails when work is pending and nothing has progressed (no upload, job status read, publish or commit) for this long",
+    parser: integer(1000, 86400000),
+  },
   logLevel: {
     env: "FC_LOG_LEVEL",
     default: "info",

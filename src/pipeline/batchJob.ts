@@ -19,6 +19,8 @@ import type { JobSettings } from "./settings.ts";
 export type BatchJobEvent =
   | { type: "uploaded"; batchId: string; files: number; bytes: number; durationMs: number; folderUri: string }
   | { type: "submitted"; batchId: string; jobId: string; attempt: number }
+  /** A job submitted before a restart or rebalance, found in the ledger and watched again. */
+  | { type: "resumed"; batchId: string; jobId: string; attempt: number }
   /** retriable: the connector submits again (an endpoint outage); false: the request was rejected for this batch. */
   | { type: "submit_failed"; batchId: string; attempt: number; error: string; retriable: boolean }
   | { type: "finished"; batchId: string; jobId: string; attempt: number; outcome: JobOutcome }
@@ -54,6 +56,25 @@ export interface BatchJobCallOptions {
   readonly abortSignal?: AbortSignal;
 }
 
+/** A job's state as the ledger records it (docs/architecture.md, invariant 13). */
+export interface JobProgress {
+  readonly state: "intent" | "submitted";
+  readonly attempt: number;
+  readonly repeatabilityId: string;
+  readonly jobId?: string;
+  readonly submittedAtMs?: number;
+}
+
+export interface ScoreOptions extends BatchJobCallOptions {
+  /**
+   * Records the job's intent before each submission and its job id after it, durably; the submission waits
+   * for it. A throw ends the batch's work (e.g. none of its partitions is this member's any more).
+   */
+  readonly record?: (progress: JobProgress) => Promise<void>;
+  /** Resumes a batch found in the ledger: at this attempt, and with this job when it was submitted. */
+  readonly resume?: { readonly attempt: number; readonly jobId?: string; readonly submittedAtMs?: number };
+}
+
 export interface BatchJobRunner {
   /**
    * Writes a sealed batch's files. The sealed batch (every feature row) is not referenced once this
@@ -61,12 +82,14 @@ export interface BatchJobRunner {
    * why upload and scoring are two steps.
    */
   upload(batch: SealedBatch, options?: BatchJobCallOptions): Promise<UploadedBatch>;
+  /** Rebuilds an uploaded batch from its manifest (a batch resumed from the ledger); undefined when it is gone. */
+  restore(manifestPath: string, options?: BatchJobCallOptions): Promise<UploadedBatch | undefined>;
   /**
    * Runs an uploaded batch's job and reads its results. Failed or timed-out jobs are resubmitted up to
    * maxAttempts; then the batch is reported failed. A submission the endpoint cannot take right now is
    * retried without spending an attempt.
    */
-  score(batch: UploadedBatch, options?: BatchJobCallOptions): Promise<BatchResult>;
+  score(batch: UploadedBatch, options?: ScoreOptions): Promise<BatchResult>;
 }
 
 /**
@@ -95,6 +118,19 @@ function isRejection(error: unknown): boolean {
     (BATCH_REJECTED_STATUSES.has(error.status ?? 0) ||
       (!error.retriable && (error.status === undefined || error.status < 300)))
   );
+}
+
+/** A batch's manifest: every file with its events in file order, as [partition, offset, timestampMs, storeId]. */
+interface Manifest {
+  readonly v: 1;
+  readonly batchId: string;
+  readonly topic: string;
+  readonly folderUri: string;
+  readonly files: ReadonlyArray<{
+    readonly fileName: string;
+    readonly blobPath: string;
+    readonly members: ReadonlyArray<readonly [number, string, number, string]>;
+  }>;
 }
 
 function errorMessage(error: unknown): string {
@@ -234,38 +270,105 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
         folderUri: uploaded.folderUri,
       });
       const members = sealed.members;
-      return {
+      const files = plan.map((file, i) => ({
+        fileName: file.fileName,
+        blobPath: uploaded.blobPaths[i] as string,
+        members: file.memberIndexes.map((m) => members[m] as BatchMember),
+      }));
+      const manifest: Manifest = {
+        v: 1,
         batchId: sealed.batchId,
-        members,
-        files: plan.map((file, i) => ({
-          fileName: file.fileName,
-          blobPath: uploaded.blobPaths[i] as string,
-          members: file.memberIndexes.map((m) => members[m] as BatchMember),
-        })),
+        topic: members[0]?.source.topic ?? "",
         folderUri: uploaded.folderUri,
+        files: files.map((file) => ({
+          fileName: file.fileName,
+          blobPath: file.blobPath,
+          members: file.members.map(
+            (m) => [m.source.partition, m.source.offset, m.source.timestampMs, m.storeId] as const,
+          ),
+        })),
       };
+      const manifestPath = await blobStep("upload manifest", sealed.batchId, call, (abortSignal) =>
+        store.writeManifest(sealed.batchId, Buffer.from(JSON.stringify(manifest)), { abortSignal }),
+      );
+      return { batchId: sealed.batchId, members, files, folderUri: uploaded.folderUri, manifestPath };
     },
 
-    async score(batch, call = {}) {
+    async restore(manifestPath, call = {}) {
+      const body = await blobStep("read manifest", manifestPath, call, (abortSignal) =>
+        store.readManifest(manifestPath, { abortSignal }),
+      );
+      if (body === undefined) return undefined;
+      const manifest = JSON.parse(body.toString("utf8")) as Manifest;
+      const members: BatchMember[] = [];
+      const files = manifest.files.map((file) => ({
+        fileName: file.fileName,
+        blobPath: file.blobPath,
+        members: file.members.map(([partition, offset, timestampMs, storeId]) => {
+          const member: BatchMember = {
+            source: { topic: manifest.topic, partition, offset, timestampMs },
+            storeId,
+          };
+          members.push(member);
+          return member;
+        }),
+      }));
+      // Member order only matters within a partition (offset order), which sorting restores.
+      members.sort(
+        (a, b) =>
+          a.source.partition - b.source.partition ||
+          (BigInt(a.source.offset) < BigInt(b.source.offset) ? -1 : 1),
+      );
+      return { batchId: manifest.batchId, members, files, folderUri: manifest.folderUri, manifestPath };
+    },
+
+    async score(batch, scoreOptions = {}) {
+      const { record, resume } = scoreOptions;
+      const call: BatchJobCallOptions = scoreOptions.abortSignal
+        ? { abortSignal: scoreOptions.abortSignal }
+        : {};
+      const firstAttempt = resume?.attempt ?? 1;
       let lastDetail = "";
       let lastJobId: string | undefined;
-      for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
-        if (attempt > 1) emit({ type: "resubmitting", batchId: batch.batchId, attempt, reason: lastDetail });
+      for (let attempt = firstAttempt; attempt <= options.maxAttempts; attempt++) {
+        if (attempt > firstAttempt)
+          emit({ type: "resubmitting", batchId: batch.batchId, attempt, reason: lastDetail });
         // v2: the caller names the output location before the job exists, so {jobId} stands for batch + attempt.
         const v2OutputPath = store.outputPath({
           jobId: `${batch.batchId}-attempt${attempt}`,
           batchId: batch.batchId,
         });
-        const submitted = await submit(batch, attempt, v2OutputPath, call);
-        if (!submitted.ok) {
-          lastDetail = submitted.detail;
-          break; // the endpoint rejected this batch's request as such: another attempt would be rejected too
+        const id = repeatabilityId(batch.batchId, attempt);
+        let jobId: string;
+        let submittedAtMs: number;
+        const resumedJobId = attempt === firstAttempt ? resume?.jobId : undefined;
+        if (resumedJobId !== undefined) {
+          // Submitted before a restart or rebalance: watch that job, never submit it again.
+          jobId = resumedJobId;
+          submittedAtMs = resume?.submittedAtMs ?? Date.now();
+          emit({ type: "resumed", batchId: batch.batchId, jobId, attempt });
+        } else {
+          call.abortSignal?.throwIfAborted();
+          await record?.({ state: "intent", attempt, repeatabilityId: id });
+          const submitted = await submit(batch, attempt, v2OutputPath, call);
+          if (!submitted.ok) {
+            lastDetail = submitted.detail;
+            break; // the endpoint rejected this batch's request as such: another attempt would be rejected too
+          }
+          jobId = submitted.jobId;
+          submittedAtMs = Date.now();
+          emit({ type: "submitted", batchId: batch.batchId, jobId, attempt });
+          await record?.({ state: "submitted", attempt, repeatabilityId: id, jobId, submittedAtMs });
         }
-        const jobId = submitted.jobId;
         lastJobId = jobId;
-        emit({ type: "submitted", batchId: batch.batchId, jobId, attempt });
 
-        const outcome = await poller.watch(jobId, { timeoutMs: options.jobTimeoutMs, ...call });
+        const outcome = await poller.watch(jobId, {
+          timeoutMs: options.jobTimeoutMs,
+          submittedAtMs,
+          // A job resumed from the ledger existed: a 404 for it means the endpoint lost it.
+          ...(resumedJobId !== undefined ? { existed: true } : {}),
+          ...call,
+        });
         emit({ type: "finished", batchId: batch.batchId, jobId, attempt, outcome });
         if (outcome.status !== "Completed") {
           lastDetail = `job ${jobId} ended ${outcome.status}${outcome.error?.message ? `: ${outcome.error.message}` : ""}`;

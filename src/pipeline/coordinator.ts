@@ -1,36 +1,82 @@
 /**
- * The one place that decides what is published and what is committed (docs/architecture.md, invariant 2).
- * Stages report outcomes here; an offset is committed only after the outcome of every event up to it is
- * acknowledged by Kafka (invariant 1), per partition, as the contiguous finished prefix.
+ * The one place that decides what is published, what the ledger says, and what is committed
+ * (docs/architecture.md, invariants 1, 2, 13). Stages report to it; it writes each input partition's outcomes
+ * through that partition's writer (src/producer/outcomeWriter.ts): in exactly-once mode predictions, dead
+ * letters, the ledger update and the new offset of a partition commit in one transaction.
+ *
+ * Per owned partition it keeps:
+ * - an epoch, new on every assignment: work started under an older epoch never writes for the partition;
+ * - a queue: one write at a time per partition, in order, so an offset is never sent ahead of an outcome;
+ * - what the ledger held when the partition was assigned: offsets of batches in flight elsewhere (held: never
+ *   batched again, their batch is resumed) and of batches already published (complete as soon as fetched).
  */
 import type { BatchStore } from "../azure/blobStore.ts";
+import {
+  encodeLedgerEntry,
+  inRanges,
+  type LedgerEntry,
+  lastOffset,
+  type OffsetRanges,
+  toRanges,
+} from "../ledger/record.ts";
 import type { DeadLetter, DeadLetterReason } from "../producer/deadLetter.ts";
+import { isFenced, type OutcomeWriter, type TopicMessages } from "../producer/outcomeWriter.ts";
 import type { PredictionRecord } from "../producer/predictionRecord.ts";
-import type { Publisher } from "../producer/publisher.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { BatchMember, BatchResult, SourceRef, TopicPartitionOffset } from "../types.ts";
+import type { BatchMember, BatchResult, SourceRef, TopicPartitionOffset, UploadedBatch } from "../types.ts";
 import type { OffsetTracker } from "./offsetTracker.ts";
 
+/** A batch at work: which partitions it may write for, each under the epoch it was started in. */
+export interface BatchRun {
+  readonly batch: UploadedBatch;
+  /** Partition -> epoch. A partition reassigned since (another epoch) is not this run's to write. */
+  readonly parts: ReadonlyMap<number, number>;
+}
+
+/** The ledger's view of a job, as the batch job reports it. */
+export interface JobProgress {
+  readonly state: "intent" | "submitted";
+  readonly attempt: number;
+  readonly repeatabilityId: string;
+  readonly jobId?: string;
+  readonly submittedAtMs?: number;
+}
+
+/** A batch found in flight in the ledger of a newly assigned partition: to be resumed. */
+export interface ResumableEntry {
+  readonly partition: number;
+  readonly epoch: number;
+  readonly entry: LedgerEntry;
+}
+
 export interface CoordinatorOptions {
-  readonly publisher: Publisher;
+  readonly inputTopic: string;
+  readonly ledgerTopic: string;
   readonly tracker: OffsetTracker;
-  /** Commits consumer offsets (the consumer group's commit). */
-  readonly commit: (entries: readonly TopicPartitionOffset[]) => Promise<void>;
+  /** A writer for an input partition, not yet initialised. */
+  readonly createWriter: (partition: number) => OutcomeWriter;
+  /** The partition's ledger entries, once everything committed to it has been read. */
+  readonly readLedger: (partition: number) => Promise<LedgerEntry[]>;
+  readonly encodePrediction: (record: PredictionRecord) => Promise<Buffer>;
+  /** Dead letters as Kafka records that always fit the dead-letter topic. */
+  readonly deadLetterMessages: (letters: readonly DeadLetter[]) => TopicMessages;
+  readonly resultsTopic: string;
   readonly store: Pick<BatchStore, "readBatchRows">;
-  /** Paces publishing outcomes Kafka refused, and reading batch files back for dead letters. */
+  /** Paces writes Kafka refused and reading batch files back for dead letters. */
   readonly retry: RetryPolicy;
-  /** Paces commits that failed (a rebalance, a coordinator move): tried again even if no new outcome arrives. */
-  readonly commitRetry: RetryPolicy;
+  /** Failed writes in a row after which the partition's producer is rebuilt. Default 3. */
+  readonly rebuildAfterFailures?: number;
   readonly onEvent?: (event: CoordinatorEvent) => void;
 }
 
-/** Dead letters by reason, as counted in one publish. */
+/** Dead letters by reason, as counted in one write. */
 export type DeadLetterCounts = Partial<Record<DeadLetterReason, number>>;
 
 /** What the coordinator reports. */
 export type CoordinatorEvent =
   | {
       readonly type: "outcomes_published";
+      readonly partition: number;
       /** Absent for invalid events, which belong to no batch. */
       readonly batchId?: string;
       readonly jobId?: string;
@@ -41,10 +87,25 @@ export type CoordinatorEvent =
       readonly acknowledgedAtMs: number;
     }
   | {
-      readonly type: "publish_failed";
+      readonly type: "ledger_recorded";
+      readonly partition: number;
+      readonly batchId: string;
+      readonly state: string;
+    }
+  | {
+      readonly type: "write_failed";
+      readonly partition: number;
       readonly what: string;
       readonly attempt: number;
       readonly error: unknown;
+    }
+  | { readonly type: "partition_fenced"; readonly partition: number; readonly error: unknown }
+  | {
+      readonly type: "partition_loaded";
+      readonly partition: number;
+      readonly held: number;
+      readonly resumable: number;
+      readonly durationMs: number;
     }
   | {
       readonly type: "batch_file_read_failed";
@@ -52,29 +113,66 @@ export type CoordinatorEvent =
       readonly attempt: number;
       readonly error: unknown;
     }
-  | { readonly type: "committed"; readonly entries: readonly TopicPartitionOffset[] }
-  | {
-      readonly type: "commit_failed";
-      readonly entries: readonly TopicPartitionOffset[];
-      readonly error: unknown;
-    };
+  | { readonly type: "committed"; readonly entries: readonly TopicPartitionOffset[] };
+
+/** The batch has no partition left that this member may write for: its work ends here. */
+export class BatchDroppedError extends Error {
+  constructor(batchId: string) {
+    super(`batch ${batchId}: none of its partitions belongs to this member any more`);
+    this.name = "BatchDroppedError";
+  }
+}
+
+/** What track() says of a fetched event. */
+export type TrackResult = "fresh" | "held" | "duplicate" | "not_ready";
 
 export interface Coordinator {
-  /** Registers a fetched event; false when it is a redelivery of one this instance already holds. */
-  track(source: SourceRef): boolean;
-  /** Publishes dead letters of invalid events (they belong to no batch). */
-  settleInvalid(letters: readonly DeadLetter[]): Promise<void>;
-  settleBatch(result: BatchResult): Promise<void>;
-  /** Partitions lost in a rebalance: their outcomes can no longer be committed by this member. */
-  revoke(topic: string, partitions: readonly number[]): void;
-  inFlight(): number;
   /**
-   * Commits whatever is committable now, retrying failed commits; resolves when no commit is running.
-   * After stop(), it tries once: call it then to commit what is settled before leaving the group.
+   * Newly assigned partitions: their writers initialised (fencing the previous owner), their ledgers read.
+   * Resolves with the batches found in flight there, to be resumed. A partition that fails to load stays
+   * not ready (its events are not taken) and is reported.
    */
+  assign(partitions: readonly number[]): Promise<ResumableEntry[]>;
+  /** Partitions lost: their outcomes can no longer be written by this member. */
+  revoke(partitions: readonly number[]): void;
+  /** The partition's current epoch, undefined when it is not owned (or not ready). */
+  epochOf(partition: number): number | undefined;
+  /** Registers a fetched event (see TrackResult). */
+  track(source: SourceRef): TrackResult;
+  /** Records a job's intent (before it is submitted) or its submission, for every partition the run owns. */
+  recordJob(run: BatchRun, progress: JobProgress): Promise<void>;
+  /** Publishes dead letters of invalid events of one partition (they belong to no batch). */
+  settleInvalid(letters: readonly DeadLetter[]): Promise<void>;
+  /** Publishes a batch's outcomes, partition by partition, for the partitions the run still owns. */
+  settleBatch(run: BatchRun, result: BatchResult): Promise<void>;
+  inFlight(): number;
+  /** Moves every partition's committed offset to its finished prefix (after outcomes arrived out of order). */
   flushCommits(): Promise<void>;
-  /** Stops retrying (shutdown): pending settles give up, their events stay uncommitted. */
+  /** Stops retrying writes (shutdown): pending ones give up, their events stay uncommitted. */
   stop(): void;
+  /** Closes every partition's writer. */
+  close(): Promise<void>;
+}
+
+interface HeldEntry {
+  readonly key: string;
+  readonly ranges: OffsetRanges;
+  done: boolean;
+}
+
+interface PartitionState {
+  readonly partition: number;
+  readonly epoch: number;
+  readonly writer: OutcomeWriter;
+  ready: boolean;
+  lost: boolean;
+  /** Writes in order, one at a time. */
+  queue: Promise<void>;
+  held: HeldEntry[];
+  /** Ledger keys recorded done and not yet removed, with their last offset: removed once committed past. */
+  readonly doneKeys: Map<string, bigint>;
+  consecutiveFailures: number;
+  advancePending: boolean;
 }
 
 function countByReason(letters: readonly DeadLetter[]): DeadLetterCounts {
@@ -84,82 +182,116 @@ function countByReason(letters: readonly DeadLetter[]): DeadLetterCounts {
 }
 
 export function createCoordinator(options: CoordinatorOptions): Coordinator {
-  const { tracker } = options;
+  const { tracker, inputTopic } = options;
   const emit = (event: CoordinatorEvent) => options.onEvent?.(event);
-  let committing: Promise<void> | undefined;
-  let commitAgain = false;
+  const partitions = new Map<number, PartitionState>();
+  const rebuildAfter = options.rebuildAfterFailures ?? 3;
+  let nextEpoch = 1;
   // Ends every retry at shutdown, so no loop holds the process open.
   const stopping = new AbortController();
 
+  const current = (partition: number, epoch: number): PartitionState | undefined => {
+    const state = partitions.get(partition);
+    return state && state.epoch === epoch && state.ready && !state.lost ? state : undefined;
+  };
+
+  const ledgerMessage = (partition: number, key: string, entry: LedgerEntry | null) => ({
+    topic: options.ledgerTopic,
+    messages: [{ key, value: entry === null ? null : encodeLedgerEntry(entry), partition }],
+  });
+
+  /** Drops a partition whose producer was fenced: a newer owner writes for it now. */
+  const fence = (state: PartitionState, error: unknown) => {
+    if (state.lost) return;
+    state.lost = true;
+    tracker.revoke(inputTopic, state.partition);
+    emit({ type: "partition_fenced", partition: state.partition, error });
+    void state.writer.close();
+  };
+
   /**
-   * Kafka refusing a write is transient from our side (leader moves, broker restarts): keep trying.
-   * Resolves false when stopped first.
+   * Runs one write on the partition's queue: `build` is called once, when its turn comes (so the offset it
+   * sends reflects every outcome before it; writes of a partition never interleave, so a retry sends the
+   * same write). Resolves false when the partition was lost or the coordinator stopped first.
    */
-  const publishUntilAcknowledged = async (
+  const enqueue = (
+    state: PartitionState,
     what: string,
-    predictions: readonly PredictionRecord[],
-    letters: readonly DeadLetter[],
-  ): Promise<boolean> =>
-    options.retry
-      .run(() => options.publisher.publish(predictions, letters), {
-        abortSignal: stopping.signal,
-        onRetry: ({ attempt, error }) => emit({ type: "publish_failed", what, attempt, error }),
-      })
-      .then(
-        () => true,
-        (error: unknown) => {
-          if (stopping.signal.aborted) return false;
-          throw error;
-        },
-      );
-
-  const complete = (sources: readonly SourceRef[]) => {
-    for (const s of sources) tracker.complete(s.topic, s.partition, s.offset);
-    void flushCommits();
+    build: () => { topicMessages: TopicMessages[]; offset?: string } | undefined,
+    onWritten?: () => void,
+  ): Promise<boolean> => {
+    const run = async (): Promise<boolean> => {
+      if (state.lost) return false;
+      let built: ReturnType<typeof build> | null = null;
+      try {
+        await options.retry.run(
+          async () => {
+            if (state.lost) throw new Error("partition lost");
+            if (built === null) built = build();
+            const write = built;
+            if (write === undefined) return;
+            await state.writer.write(write);
+            state.consecutiveFailures = 0;
+            if (write.offset !== undefined) {
+              const entry = { topic: inputTopic, partition: state.partition, offset: write.offset };
+              tracker.markCommitted([entry]);
+              emit({ type: "committed", entries: [entry] });
+            }
+          },
+          {
+            abortSignal: stopping.signal,
+            isRetriable: (error) => !isFenced(error) && !state.lost,
+            onRetry: ({ attempt, error }) => {
+              emit({ type: "write_failed", partition: state.partition, what, attempt, error });
+              if (++state.consecutiveFailures % rebuildAfter === 0)
+                void state.writer.rebuild().catch(() => {});
+            },
+          },
+        );
+      } catch (error) {
+        if (isFenced(error)) fence(state, error);
+        return false;
+      }
+      if (state.lost) return false;
+      onWritten?.();
+      return true;
+    };
+    const result = state.queue.then(run, run);
+    state.queue = result.then(
+      () => {},
+      () => {},
+    );
+    return result;
   };
 
-  /** One commit of what is committable now; throws when it failed, so the retry policy paces the next. */
-  const commitOnce = async () => {
-    const entries = tracker.committable();
-    if (entries.length === 0) return;
-    try {
-      await options.commit(entries);
-    } catch (error) {
-      // Usually a rebalance in progress: the entries stay committable and go with the next try.
-      emit({ type: "commit_failed", entries, error });
-      throw error;
-    }
-    tracker.markCommitted(entries);
-    emit({ type: "committed", entries });
+  /** The partition's new commit offset if its finished prefix moved, and tombstones for ledger keys it passes. */
+  const offsetAndTombstones = (state: PartitionState): { offset?: string; tombstones: string[] } => {
+    const entry = tracker
+      .committable()
+      .find((e) => e.topic === inputTopic && e.partition === state.partition);
+    if (entry === undefined) return { tombstones: [] };
+    const committedTo = BigInt(entry.offset);
+    const tombstones = [...state.doneKeys].filter(([, last]) => last < committedTo).map(([key]) => key);
+    return { offset: entry.offset, tombstones };
   };
 
-  const commitLoop = async () => {
-    do {
-      commitAgain = false;
-      await options.commitRetry.run(commitOnce, { abortSignal: stopping.signal }).catch(() => {
-        // Stopped: whatever is committable now is flushed once more at shutdown, by flushCommits.
-      });
-    } while (commitAgain && !stopping.signal.aborted);
+  const withTombstones = (state: PartitionState, topicMessages: TopicMessages[], tombstones: string[]) => {
+    for (const key of tombstones) topicMessages.push(ledgerMessage(state.partition, key, null));
   };
 
-  const flushCommits = (): Promise<void> => {
-    if (stopping.signal.aborted) {
-      // Stopped: one last try of what is committable, after any commit still running.
-      return (committing ?? Promise.resolve()).then(() => commitOnce().catch(() => {}));
-    }
-    if (committing) {
-      commitAgain = true;
-      return committing;
-    }
-    committing = commitLoop().finally(() => {
-      committing = undefined;
-    });
-    return committing;
+  const forgetTombstoned = (state: PartitionState, tombstones: readonly string[]) => {
+    for (const key of tombstones) state.doneKeys.delete(key);
+    state.held = state.held.filter((h) => !(h.done && tombstones.includes(h.key)));
+  };
+
+  const completeOffsets = (state: PartitionState, offsets: Iterable<string>) => {
+    for (const offset of offsets) tracker.complete(inputTopic, state.partition, offset);
   };
 
   /** Dead letters for members of a batch, each carrying its row read back from its batch file. */
   const deadLettersFor = async (
-    result: BatchResult,
+    batch: UploadedBatch,
+    jobId: string | undefined,
     members: readonly BatchMember[],
     reason: DeadLetterReason,
     detail: string,
@@ -168,7 +300,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     const wanted = new Set(members);
     // The features live in the batch files (invariant 8): read back those that hold these members.
     const rowOf = new Map<BatchMember, unknown>();
-    for (const file of result.batch.files) {
+    for (const file of batch.files) {
       if (!file.members.some((m) => wanted.has(m))) continue;
       const rows = await options.retry
         .run(({ abortSignal }) => options.store.readBatchRows(file.blobPath, { abortSignal }), {
@@ -190,80 +322,321 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         detail,
         key: Buffer.from(member.storeId),
         value: row ? Buffer.from(JSON.stringify(row)) : null,
-        batchId: result.batch.batchId,
-        ...(result.jobId ? { jobId: result.jobId } : {}),
+        batchId: batch.batchId,
+        ...(jobId ? { jobId } : {}),
       };
     });
   };
 
+  const partsOf = (run: BatchRun) => {
+    const offsetsBy = new Map<number, string[]>();
+    for (const member of run.batch.members) {
+      const list = offsetsBy.get(member.source.partition);
+      if (list) list.push(member.source.offset);
+      else offsetsBy.set(member.source.partition, [member.source.offset]);
+    }
+    return offsetsBy;
+  };
+
+  const advance = (state: PartitionState) => {
+    if (state.advancePending) return;
+    state.advancePending = true;
+    void enqueue(
+      state,
+      "commit",
+      () => {
+        state.advancePending = false;
+        const { offset, tombstones } = offsetAndTombstones(state);
+        if (offset === undefined) return undefined;
+        const topicMessages: TopicMessages[] = [];
+        withTombstones(state, topicMessages, tombstones);
+        return { topicMessages, offset };
+      },
+      () => undefined,
+    ).finally(() => {
+      state.advancePending = false;
+    });
+  };
+
   return {
+    async assign(assigned) {
+      const resumable: ResumableEntry[] = [];
+      await Promise.all(
+        assigned.map(async (partition) => {
+          const started = Date.now();
+          const state: PartitionState = {
+            partition,
+            epoch: nextEpoch++,
+            writer: options.createWriter(partition),
+            ready: false,
+            lost: false,
+            queue: Promise.resolve(),
+            held: [],
+            doneKeys: new Map(),
+            consecutiveFailures: 0,
+            advancePending: false,
+          };
+          partitions.get(partition)?.writer.close();
+          partitions.set(partition, state);
+          tracker.revoke(inputTopic, partition);
+          try {
+            // Fence first, then read: once the previous owner is fenced, nothing more commits to the ledger.
+            await options.retry.run(() => state.writer.init(), {
+              abortSignal: stopping.signal,
+              isRetriable: () => !state.lost,
+              onRetry: ({ attempt, error }) =>
+                emit({ type: "write_failed", partition, what: "producer initialisation", attempt, error }),
+            });
+            const entries = await options.readLedger(partition);
+            if (state.lost || partitions.get(partition) !== state) return;
+            for (const entry of entries) {
+              state.held.push({ key: entry.batchId, ranges: entry.ranges, done: entry.state === "done" });
+              const last = lastOffset(entry.ranges);
+              if (entry.state === "done" && last !== undefined) state.doneKeys.set(entry.batchId, last);
+              else if (entry.state !== "done" && entry.folderUri && entry.manifestPath) {
+                resumable.push({ partition, epoch: state.epoch, entry });
+              }
+            }
+            state.ready = true;
+            emit({
+              type: "partition_loaded",
+              partition,
+              held: state.held.length,
+              resumable: resumable.filter((r) => r.partition === partition).length,
+              durationMs: Date.now() - started,
+            });
+          } catch (error) {
+            if (isFenced(error)) fence(state, error);
+            else {
+              state.lost = true;
+              emit({ type: "write_failed", partition, what: "assignment", attempt: 1, error });
+            }
+          }
+        }),
+      );
+      return resumable;
+    },
+
+    revoke(lost) {
+      for (const partition of lost) {
+        const state = partitions.get(partition);
+        if (!state) continue;
+        state.lost = true;
+        partitions.delete(partition);
+        tracker.revoke(inputTopic, partition);
+        // Whatever it is writing now finishes or fails on its own; nothing more is queued for it.
+        void state.queue.finally(() => state.writer.close());
+      }
+    },
+
+    epochOf(partition) {
+      const state = partitions.get(partition);
+      return state && state.ready && !state.lost ? state.epoch : undefined;
+    },
+
     track(source) {
+      const state = partitions.get(source.partition);
+      if (!state || !state.ready || state.lost) return "not_ready";
       // False for an offset at or below the highest seen on its partition: kafkajs refetches from the
       // committed offset after a rebalance that kept the partition here, and those events are already held.
-      return tracker.track(source.topic, source.partition, source.offset);
+      if (!tracker.track(source.topic, source.partition, source.offset)) return "duplicate";
+      if (state.held.length > 0) {
+        const offset = BigInt(source.offset);
+        const held = state.held.find((h) => inRanges(h.ranges, offset));
+        if (held) {
+          if (held.done) {
+            tracker.complete(source.topic, source.partition, source.offset);
+            advance(state);
+          }
+          return "held";
+        }
+      }
+      return "fresh";
+    },
+
+    async recordJob(run, progress) {
+      const offsetsBy = partsOf(run);
+      const partitionsOfBatch = [...offsetsBy.keys()].sort((a, b) => a - b);
+      let recorded = 0;
+      await Promise.all(
+        [...run.parts].map(async ([partition, epoch]) => {
+          const state = current(partition, epoch);
+          const offsets = offsetsBy.get(partition);
+          if (!state || !offsets) return;
+          const entry: LedgerEntry = {
+            batchId: run.batch.batchId,
+            state: progress.state,
+            ranges: toRanges(offsets),
+            attempt: progress.attempt,
+            repeatabilityId: progress.repeatabilityId,
+            ...(progress.jobId ? { jobId: progress.jobId } : {}),
+            ...(progress.submittedAtMs !== undefined ? { submittedAtMs: progress.submittedAtMs } : {}),
+            folderUri: run.batch.folderUri,
+            manifestPath: run.batch.manifestPath,
+            partitions: partitionsOfBatch,
+          };
+          const written = await enqueue(state, `ledger ${progress.state} ${run.batch.batchId}`, () => ({
+            topicMessages: [ledgerMessage(partition, run.batch.batchId, entry)],
+          }));
+          if (written) {
+            recorded++;
+            emit({ type: "ledger_recorded", partition, batchId: run.batch.batchId, state: progress.state });
+          }
+        }),
+      );
+      stopping.signal.throwIfAborted();
+      if (recorded === 0) throw new BatchDroppedError(run.batch.batchId);
     },
 
     async settleInvalid(letters) {
-      if (letters.length === 0) return;
-      if (!(await publishUntilAcknowledged("invalid events", [], letters))) return;
+      const first = letters[0];
+      if (first === undefined) return;
+      const state = partitions.get(first.source.partition);
+      if (!state || state.lost) return;
+      const offsets = letters.map((l) => l.source.offset);
+      const ranges = toRanges(offsets);
+      const key = `invalid-${first.source.partition}-${first.source.offset}`;
+      let ledgerKept = false;
+      const written = await enqueue(
+        state,
+        "dead letters of invalid events",
+        () => {
+          completeOffsets(state, offsets);
+          const { offset, tombstones } = offsetAndTombstones(state);
+          const topicMessages: TopicMessages[] = [options.deadLetterMessages(letters)];
+          const last = lastOffset(ranges) ?? 0n;
+          // Offsets committed past these letters in this same write need no ledger record; otherwise the
+          // ledger remembers them, so a new owner does not dead-letter them again.
+          ledgerKept = offset === undefined || BigInt(offset) <= last;
+          if (ledgerKept)
+            topicMessages.push(
+              ledgerMessage(state.partition, key, { batchId: key, state: "done", ranges, attempt: 0 }),
+            );
+          withTombstones(state, topicMessages, tombstones);
+          return offset === undefined ? { topicMessages } : { topicMessages, offset };
+        },
+        () => {
+          if (ledgerKept) state.doneKeys.set(key, lastOffset(ranges) ?? 0n);
+        },
+      );
+      if (!written) return;
       emit({
         type: "outcomes_published",
+        partition: state.partition,
         predictions: 0,
         deadLetters: countByReason(letters),
         sourceTimestampsMs: [],
         acknowledgedAtMs: Date.now(),
       });
-      complete(letters.map((l) => l.source));
     },
 
-    async settleBatch(result) {
-      const members = result.batch.members;
-      let predictions: PredictionRecord[] = [];
-      let letters: DeadLetter[] | undefined;
+    async settleBatch(run, result) {
+      const { batch } = run;
+      let predictions: Array<{ member: BatchMember; record: PredictionRecord }> = [];
+      let lettersByMember: DeadLetter[] | undefined;
       if (result.kind === "scored") {
         predictions = result.predictions.map(({ member, fileName, prediction }) => ({
-          store_id: member.storeId,
-          prediction,
-          file_name: fileName,
-          job_id: result.jobId,
-          batch_id: result.batch.batchId,
-          source_topic: member.source.topic,
-          source_partition: member.source.partition,
-          source_offset: Number(member.source.offset),
-          source_timestamp: member.source.timestampMs,
-          predicted_at: result.predictedAt.getTime(),
+          member,
+          record: {
+            store_id: member.storeId,
+            prediction,
+            file_name: fileName,
+            job_id: result.jobId,
+            batch_id: batch.batchId,
+            source_topic: member.source.topic,
+            source_partition: member.source.partition,
+            source_offset: Number(member.source.offset),
+            source_timestamp: member.source.timestampMs,
+            predicted_at: result.predictedAt.getTime(),
+          },
         }));
-        letters = await deadLettersFor(
-          result,
-          result.missing.map((m) => m.member),
+        const owned = result.missing.map((m) => m.member).filter((m) => run.parts.has(m.source.partition));
+        lettersByMember = await deadLettersFor(
+          batch,
+          result.jobId,
+          owned,
           "missing_prediction",
           `job ${result.jobId} wrote no prediction for this event`,
         );
       } else {
-        letters = await deadLettersFor(result, members, "job_failed", result.detail);
+        const owned = batch.members.filter((m) => run.parts.has(m.source.partition));
+        lettersByMember = await deadLettersFor(batch, result.jobId, owned, "job_failed", result.detail);
       }
-      if (!letters) return; // stopping
-      if (!(await publishUntilAcknowledged(`batch ${result.batch.batchId}`, predictions, letters))) return;
-      emit({
-        type: "outcomes_published",
-        batchId: result.batch.batchId,
-        ...(result.jobId ? { jobId: result.jobId } : {}),
-        predictions: predictions.length,
-        deadLetters: countByReason(letters),
-        sourceTimestampsMs: predictions.map((p) => p.source_timestamp),
-        acknowledgedAtMs: Date.now(),
-      });
-      complete(members.map((m) => m.source));
-    },
+      if (!lettersByMember) return; // stopping
+      const letters = lettersByMember;
+      const offsetsBy = partsOf(run);
 
-    revoke(topic, partitions) {
-      for (const partition of partitions) tracker.revoke(topic, partition);
+      await Promise.all(
+        [...run.parts].map(async ([partition, epoch]) => {
+          const state = current(partition, epoch);
+          const offsets = offsetsBy.get(partition);
+          if (!state || !offsets) return;
+          const mine = predictions.filter((p) => p.member.source.partition === partition);
+          const myLetters = letters.filter((l) => l.source.partition === partition);
+          const values = await Promise.all(mine.map((p) => options.encodePrediction(p.record)));
+          const ranges = toRanges(offsets);
+          const last = lastOffset(ranges) ?? 0n;
+          let ledgerKept = false;
+          const written = await enqueue(
+            state,
+            `outcomes of batch ${batch.batchId}`,
+            () => {
+              completeOffsets(state, offsets);
+              const held = state.held.find((h) => h.key === batch.batchId);
+              if (held) held.done = true;
+              const { offset, tombstones } = offsetAndTombstones(state);
+              const topicMessages: TopicMessages[] = [];
+              if (mine.length > 0) {
+                topicMessages.push({
+                  topic: options.resultsTopic,
+                  messages: mine.map((p, i) => ({ key: p.record.store_id, value: values[i] as Buffer })),
+                });
+              }
+              if (myLetters.length > 0) topicMessages.push(options.deadLetterMessages(myLetters));
+              ledgerKept = offset === undefined || BigInt(offset) <= last;
+              topicMessages.push(
+                ledgerMessage(
+                  partition,
+                  batch.batchId,
+                  ledgerKept ? { batchId: batch.batchId, state: "done", ranges, attempt: 0 } : null,
+                ),
+              );
+              withTombstones(state, topicMessages, tombstones);
+              return offset === undefined ? { topicMessages } : { topicMessages, offset };
+            },
+            () => {
+              if (ledgerKept) state.doneKeys.set(batch.batchId, last);
+            },
+          );
+          if (!written) return;
+          emit({
+            type: "outcomes_published",
+            partition,
+            batchId: batch.batchId,
+            ...(result.jobId ? { jobId: result.jobId } : {}),
+            predictions: mine.length,
+            deadLetters: countByReason(myLetters),
+            sourceTimestampsMs: mine.map((p) => p.record.source_timestamp),
+            acknowledgedAtMs: Date.now(),
+          });
+        }),
+      );
     },
 
     inFlight: () => tracker.inFlight(),
-    flushCommits,
+
+    async flushCommits() {
+      for (const state of partitions.values()) if (state.ready && !state.lost) advance(state);
+      await Promise.all([...partitions.values()].map((state) => state.queue));
+    },
+
     stop() {
       stopping.abort();
+    },
+
+    async close() {
+      await Promise.all([...partitions.values()].map((state) => state.writer.close()));
+      partitions.clear();
     },
   };
 }

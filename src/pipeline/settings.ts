@@ -2,7 +2,7 @@
  * Settings of the delivery core: a batch's job life (batchJob.ts), flow control (pipeline.ts) and the
  * retry policy of the pipeline's own steps (src/retry.ts).
  */
-import { datastoreName, integer } from "../config/parsers.ts";
+import { datastoreName, integer, kafkaTopic, oneOf } from "../config/parsers.ts";
 import { defineSettings, type OptionsOf } from "../config/spec.ts";
 
 export const JOB_SETTINGS = defineSettings({
@@ -63,3 +63,21 @@ export const RETRY_SETTINGS = defineSettings({
   },
 });
 export type RetrySettings = OptionsOf<typeof RETRY_SETTINGS>;
+
+export const DELIVERY_SETTINGS = defineSettings({
+  guarantee: {
+    env: "FC_DELIVERY_GUARANTEE",
+    default: "exactly-once",
+    description:
+      "exactly-once (each partition's predictions, dead letters, ledger update and offsets commit in one Kafka transaction: read the results with isolation.level=read_committed) or at-least-once (a crash may publish some outcomes twice)",
+    parser: oneOf(["exactly-once", "at-least-once"]),
+  },
+  ledgerTopic: {
+    env: "FC_LEDGER_TOPIC",
+    default: "forecast-connector.ledger",
+    description:
+      "Compacted topic recording each batch's job (intent, submitted, done) per input partition, so no job is ever submitted twice; one per consumer group, with the input's partition count",
+    parser: kafkaTopic,
+  },
+});
+export type DeliverySettings = OptionsOf<typeof DELIVERY_SETTINGS>;

@@ -1,5 +1,5 @@
 import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
-import { type DeadLetter, deadLetterHeaders } from "./deadLetter.ts";
+import { DEFAULT_DEAD_LETTER_MAX_BYTES, type DeadLetter, deadLetterMessage } from "./deadLetter.ts";
 import type { PredictionEncoder, PredictionRecord } from "./predictionRecord.ts";
 
 export interface PublisherOptions {
@@ -7,6 +7,8 @@ export interface PublisherOptions {
   readonly resultsTopic: string;
   readonly deadLetterTopic: string;
   readonly encoder: PredictionEncoder;
+  /** Largest dead-letter record (the dead-letter topic's max.message.bytes less a margin). Default 1 MiB less 4 KiB. */
+  readonly deadLetterMaxBytes?: number;
 }
 
 export interface Publisher {
@@ -16,12 +18,14 @@ export interface Publisher {
    * which is when their source offsets may be committed.
    */
   publish(predictions: readonly PredictionRecord[], deadLetters: readonly DeadLetter[]): Promise<void>;
+  /** Sends records as they are (acks=all), in requests under the broker's size limit. */
+  send(topicMessages: Array<{ topic: string; messages: Message[] }>): Promise<void>;
   disconnect(): Promise<void>;
 }
 
-const MAX_REQUEST_BYTES = 512 * 1024;
+export const MAX_REQUEST_BYTES = 512 * 1024;
 
-function messageBytes(message: Message): number {
+export function messageBytes(message: Message): number {
   let size = (message.key?.length ?? 0) + (message.value?.length ?? 0) + 64;
   for (const [name, value] of Object.entries(message.headers ?? {}))
     size += name.length + String(value).length;
@@ -29,7 +33,7 @@ function messageBytes(message: Message): number {
 }
 
 /** Splits messages, in order, into groups of at most maxBytes (a single larger message stands alone). */
-function chunked(
+export function chunked(
   topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>,
   maxBytes: number,
 ): Array<Array<{ topic: string; messages: Message[] }>> {
@@ -54,6 +58,36 @@ function chunked(
   return chunks;
 }
 
+/**
+ * The records of a set of outcomes, in the order they are sent: predictions (Avro, keyed by store) to the
+ * results topic, then dead letters, each made to fit `deadLetterMaxBytes` (src/producer/deadLetter.ts).
+ */
+export async function outcomeMessages(
+  options: Pick<PublisherOptions, "resultsTopic" | "deadLetterTopic" | "encoder" | "deadLetterMaxBytes">,
+  predictions: readonly PredictionRecord[],
+  deadLetters: readonly DeadLetter[],
+  now: Date = new Date(),
+): Promise<Array<{ topic: string; messages: Message[] }>> {
+  const topicMessages: Array<{ topic: string; messages: Message[] }> = [];
+  if (predictions.length > 0) {
+    const messages = await Promise.all(
+      predictions.map(async (record) => ({
+        key: record.store_id,
+        value: await options.encoder.encode(record),
+      })),
+    );
+    topicMessages.push({ topic: options.resultsTopic, messages });
+  }
+  if (deadLetters.length > 0) {
+    const maxBytes = options.deadLetterMaxBytes ?? DEFAULT_DEAD_LETTER_MAX_BYTES;
+    topicMessages.push({
+      topic: options.deadLetterTopic,
+      messages: deadLetters.map((letter) => deadLetterMessage(letter, now, maxBytes)),
+    });
+  }
+  return topicMessages;
+}
+
 /** The connector's one idempotent producer, for the results topic and the dead-letter topic. */
 export function createPublisher(options: PublisherOptions): Publisher {
   const producer: Producer = options.kafka.producer({
@@ -62,38 +96,20 @@ export function createPublisher(options: PublisherOptions): Publisher {
     // The Java client's murmur2 partitioning: a store's forecasts land where Java producers would put them.
     createPartitioner: Partitioners.DefaultPartitioner,
   });
+  const send = async (topicMessages: Array<{ topic: string; messages: Message[] }>) => {
+    // Several requests when needed: one request per partition batch must stay under the broker's
+    // message.max.bytes (1 MiB by default), whatever a fetch of invalid events added up to.
+    for (const chunk of chunked(topicMessages, MAX_REQUEST_BYTES)) {
+      await producer.sendBatch({ topicMessages: chunk, acks: -1 });
+    }
+  };
 
   return {
     connect: () => producer.connect(),
     async publish(predictions, deadLetters) {
-      const now = new Date();
-      const topicMessages: Array<{ topic: string; messages: Message[] }> = [];
-      if (predictions.length > 0) {
-        const messages = await Promise.all(
-          predictions.map(async (record) => ({
-            key: record.store_id,
-            value: await options.encoder.encode(record),
-          })),
-        );
-        topicMessages.push({ topic: options.resultsTopic, messages });
-      }
-      if (deadLetters.length > 0) {
-        topicMessages.push({
-          topic: options.deadLetterTopic,
-          messages: deadLetters.map((letter) => ({
-            key: letter.key,
-            value: letter.value,
-            headers: deadLetterHeaders(letter, now),
-            timestamp: String(now.getTime()),
-          })),
-        });
-      }
-      // Several requests when needed: one request per partition batch must stay under the broker's
-      // message.max.bytes (1 MiB by default), whatever a fetch of invalid events added up to.
-      for (const chunk of chunked(topicMessages, MAX_REQUEST_BYTES)) {
-        await producer.sendBatch({ topicMessages: chunk, acks: -1 });
-      }
+      await send(await outcomeMessages(options, predictions, deadLetters));
     },
+    send,
     disconnect: () => producer.disconnect(),
   };
 }

@@ -3,7 +3,13 @@ import type { StackEndpoints } from "./types.ts";
 export interface LocalConnectorTarget {
   readonly endpoints: StackEndpoints;
   readonly groupId: string;
-  readonly topics: { readonly input: string; readonly results: string; readonly deadLetter: string };
+  readonly topics: {
+    readonly input: string;
+    readonly results: string;
+    readonly deadLetter: string;
+    /** Default: `<input>.ledger` (created by the connector when FC_CREATE_TOPICS is on). */
+    readonly ledger?: string;
+  };
   readonly inputContainer: string;
   /** Default: the connector's own default (azureml-blobstore). */
   readonly outputContainer?: string;
@@ -22,6 +28,7 @@ export function localConnectorEnv(target: LocalConnectorTarget): Record<string, 
     FC_INPUT_TOPIC: target.topics.input,
     FC_RESULTS_TOPIC: target.topics.results,
     FC_DEAD_LETTER_TOPIC: target.topics.deadLetter,
+    FC_LEDGER_TOPIC: target.topics.ledger ?? `${target.topics.input}.ledger`,
     FC_SCHEMA_REGISTRY_URL: target.endpoints.registryUrl,
     FC_INPUT_STORAGE_CONNECTION_STRING: target.endpoints.blobConnectionString,
     FC_INPUT_CONTAINER: target.inputContainer,

@@ -84,6 +84,8 @@ export async function startHarness(options: HarnessOptions = {}) {
       outputContainer,
       scoringUri: emulator.scoringUri,
     }),
+    // The job ledger topic is created by the connector, compacted, with the input's partition count.
+    FC_CREATE_TOPICS: "true",
     FC_KAFKA_SESSION_TIMEOUT_MS: "10000",
     FC_BATCH_MAX_RECORDS: "25",
     FC_BATCH_MAX_WAIT_MS: "300",
@@ -116,7 +118,10 @@ export async function startHarness(options: HarnessOptions = {}) {
     take: (partition: number, message: RawMessage) => Promise<boolean>,
     progress: () => string,
     timeoutMs: number,
+    /** Told each partition's position after every fetched batch, control records (transaction markers) included. */
+    reached?: (partition: number, nextOffset: bigint) => boolean,
   ): Promise<void> => {
+    // read_committed (kafkajs's default): what a downstream consumer of an exactly-once connector sees.
     const consumer = kafka.consumer({ groupId: uniqueName("reader") });
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: true });
@@ -126,6 +131,14 @@ export async function startHarness(options: HarnessOptions = {}) {
           () => reject(new Error(`${topic}: ${progress()} after ${timeoutMs} ms`)),
           timeoutMs,
         );
+        if (reached) {
+          consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+            if (reached(payload.partition, BigInt(payload.lastOffset) + 1n)) {
+              clearTimeout(timer);
+              resolve();
+            }
+          });
+        }
         void consumer.run({
           eachMessage: async ({ partition, message }) => {
             if (await take(partition, message)) {
@@ -160,11 +173,16 @@ export async function startHarness(options: HarnessOptions = {}) {
         const end = remaining.get(partition);
         if (end === undefined || BigInt(message.offset) >= end) return false;
         items.push(await map(message));
-        if (BigInt(message.offset) + 1n >= end) remaining.delete(partition);
-        return remaining.size === 0;
+        return false;
       },
       () => `${items.length} records, not at the end`,
       timeoutMs,
+      // The end is reached past the last record or the transaction marker after it.
+      (partition, next) => {
+        const end = remaining.get(partition);
+        if (end !== undefined && next >= end) remaining.delete(partition);
+        return remaining.size === 0;
+      },
     );
     return items;
   };

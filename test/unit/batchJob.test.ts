@@ -74,6 +74,7 @@ function fakeStore(
     signal: AbortSignal | undefined;
   }> = [];
   const opened: Array<{ path: string; signal: AbortSignal | undefined }> = [];
+  const manifests = new Map<string, Buffer>();
   let hanging = options.hangingUploads ?? 0;
   const store: BatchStore = {
     async uploadBatch(batchId, files, call = {}): Promise<UploadedFolder> {
@@ -100,6 +101,14 @@ function fakeStore(
         folderUri: `${CONTAINER_URL}/batches/${batchId}`,
         blobPaths: files.map((f) => `batches/${batchId}/${f.fileName}`),
       };
+    },
+    async writeManifest(batchId, body) {
+      const path = `batches/_manifests/${batchId}.json`;
+      manifests.set(path, body);
+      return path;
+    },
+    async readManifest(path) {
+      return manifests.get(path);
     },
     async readBatchRows() {
       throw new Error("readBatchRows is not used by the batch job");
@@ -256,6 +265,7 @@ describe("createBatchJobRunner", () => {
           { fileName: F2, blobPath: `batches/${B}/${F2}`, members: [m4] },
         ],
         folderUri: `${CONTAINER_URL}/batches/${B}`,
+        manifestPath: `batches/_manifests/${B}.json`,
       });
       // Invariant 8: nothing of the features outlives the upload.
       expect(JSON.stringify(uploaded)).not.toContain('"features"');
@@ -374,7 +384,9 @@ describe("createBatchJobRunner", () => {
       });
       expect(endpoint.calls[0]?.request).not.toHaveProperty("outputUri");
       expect(endpoint.calls[0]?.signal).toBeInstanceOf(AbortSignal);
-      expect(poller.watches).toStrictEqual([{ jobId: "job-1", options: { timeoutMs: 900_000 } }]);
+      expect(poller.watches).toStrictEqual([
+        { jobId: "job-1", options: { timeoutMs: 900_000, submittedAtMs: expect.any(Number) } },
+      ]);
       expect(store.opened.map((o) => o.path)).toEqual([`predictions/${B}/job-1/predictions.csv`]);
       expect(store.opened[0]?.path).toBe(store.store.outputPath({ jobId: "job-1", batchId: B }));
       expect(store.opened[0]?.signal).toBeInstanceOf(AbortSignal);
@@ -828,6 +840,7 @@ describe("createBatchJobRunner", () => {
       await vi.waitFor(() => expect(poller.watches).toHaveLength(1), { interval: 1 });
       expect(poller.watches[0]?.options).toStrictEqual({
         timeoutMs: 600_000,
+        submittedAtMs: expect.any(Number),
         abortSignal: controller.signal,
       });
       controller.abort(reason);

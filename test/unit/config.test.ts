@@ -38,6 +38,8 @@ const FULL: NodeJS.ProcessEnv = {
   FC_INPUT_TOPIC: "in",
   FC_RESULTS_TOPIC: "out",
   FC_DEAD_LETTER_TOPIC: "dlq",
+  FC_DELIVERY_GUARANTEE: "at-least-once",
+  FC_LEDGER_TOPIC: "fc-ledger",
   FC_CREATE_TOPICS: "1",
   FC_TOPIC_PARTITIONS: "12",
   FC_KAFKA_SESSION_TIMEOUT_MS: "45000",
@@ -75,6 +77,7 @@ const FULL: NodeJS.ProcessEnv = {
   FC_MAX_JOBS_IN_FLIGHT: "2",
   FC_MAX_EVENTS_IN_FLIGHT: "5000",
   FC_HTTP_PORT: "0",
+  FC_PROGRESS_TIMEOUT_MS: "60000",
   FC_LOG_LEVEL: "debug",
   FC_SHUTDOWN_TIMEOUT_MS: "1000",
 };
@@ -91,6 +94,8 @@ const DOCUMENTED = [
   "FC_INPUT_TOPIC",
   "FC_RESULTS_TOPIC",
   "FC_DEAD_LETTER_TOPIC",
+  "FC_DELIVERY_GUARANTEE",
+  "FC_LEDGER_TOPIC",
   "FC_CREATE_TOPICS",
   "FC_TOPIC_PARTITIONS",
   "FC_KAFKA_SESSION_TIMEOUT_MS",
@@ -130,6 +135,7 @@ const DOCUMENTED = [
   "FC_MAX_JOBS_IN_FLIGHT",
   "FC_MAX_EVENTS_IN_FLIGHT",
   "FC_HTTP_PORT",
+  "FC_PROGRESS_TIMEOUT_MS",
   "FC_LOG_LEVEL",
   "FC_SHUTDOWN_TIMEOUT_MS",
 ];
@@ -182,6 +188,7 @@ describe("loadConfig: defaults", () => {
       resultsTopic: "store-forecasts",
       deadLetterTopic: "store-features.dlq",
     });
+    expect(config.delivery).toEqual({ guarantee: "exactly-once", ledgerTopic: "forecast-connector.ledger" });
     expect(config.topics).toEqual({ createTopics: false, topicPartitions: 6 });
     expect(config.validation).toEqual({ featureCount: 13, maxStoreIdLength: 64, maxMessageBytes: 65536 });
     expect(config.batch).toEqual({ maxRecords: 1000, maxBytes: 4194304, maxWaitMs: 30000 });
@@ -214,7 +221,7 @@ describe("loadConfig: defaults", () => {
     });
     expect(config.flow).toEqual({ maxJobsInFlight: 8, maxEventsInFlight: 50000 });
     expect(config.retry).toEqual({ initialDelayMs: 1000, maxDelayMs: 60000 });
-    expect(config.observability).toEqual({ port: 9464, logLevel: "info" });
+    expect(config.observability).toEqual({ port: 9464, progressTimeoutMs: 900000, logLevel: "info" });
     expect(config.lifecycle).toEqual({ shutdownTimeoutMs: 30000 });
   });
 
@@ -614,7 +621,7 @@ describe("the result", () => {
   it("is deeply frozen", () => {
     const config = loadConfig(FULL);
     const objects: unknown[] = [config, config.kafka, config.kafka.brokers, ...Object.values(config)];
-    expect(objects).toHaveLength(3 + 17);
+    expect(objects).toHaveLength(3 + 18);
     for (const object of objects) expect(Object.isFrozen(object)).toBe(true);
     expect(() => {
       (config.kafka as { clientId: string }).clientId = "changed";

@@ -1,0 +1,131 @@
+/**
+ * How a partition's outcomes reach Kafka (docs/architecture.md, invariants 1, 2 and 13): its predictions, its
+ * dead letters, its ledger records and, when the finished prefix moved, its consumer offset.
+ *
+ * - exactly-once: one transactional producer per input partition, transactional id
+ *   `<group>.<topic>.<partition>`. Everything of one write commits in one transaction, offsets included
+ *   (sendOffsets), so a read_committed consumer sees each outcome once. The producer is initialised when the
+ *   partition is assigned: that bumps the id's epoch and fences the previous owner, even a zombie that still
+ *   thinks it owns the partition (kafkajs commits offsets without the group generation, so this is the fence).
+ * - at-least-once: the connector's one idempotent producer, then a consumer-group offset commit: a crash in
+ *   between publishes those outcomes again.
+ */
+import type { Kafka, Message, Producer } from "kafkajs";
+import { chunked, MAX_REQUEST_BYTES } from "./publisher.ts";
+
+export interface TopicMessages {
+  readonly topic: string;
+  readonly messages: Message[];
+}
+
+export interface OutcomeWrite {
+  readonly topicMessages: readonly TopicMessages[];
+  /** The input partition's new commit offset (the next offset to consume), when the finished prefix moved. */
+  readonly offset?: string;
+}
+
+export interface OutcomeWriter {
+  /** Connects (exactly-once: initialises the transactional id, which fences the previous owner). */
+  init(): Promise<void>;
+  /** All of it or nothing (exactly-once); acknowledged by Kafka when it resolves. */
+  write(write: OutcomeWrite): Promise<void>;
+  /** A fresh producer after errors that may have wedged this one (sequence errors, a broken transaction). */
+  rebuild(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Kafka says another producer with the same transactional id took over: this partition is no longer ours. */
+export function isFenced(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
+    const { type, name, message } = e as { type?: string; name?: string; message?: string };
+    if (
+      type === "INVALID_PRODUCER_EPOCH" ||
+      type === "PRODUCER_FENCED" ||
+      name === "KafkaJSProducerFencedError" ||
+      /fenced|epoch/i.test(message ?? "")
+    ) {
+      return true;
+    }
+    e = (e as { cause?: unknown; originalError?: unknown }).originalError ?? (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+async function sendChunks(
+  send: (chunk: TopicMessages[]) => Promise<unknown>,
+  topicMessages: readonly TopicMessages[],
+): Promise<void> {
+  // Several requests when needed: one request must stay under the broker's message.max.bytes.
+  for (const chunk of chunked(topicMessages, MAX_REQUEST_BYTES)) await send(chunk);
+}
+
+export interface TransactionalWriterOptions {
+  readonly kafka: Kafka;
+  readonly transactionalId: string;
+  /** The consumer group whose offset the transaction commits. */
+  readonly groupId: string;
+  readonly inputTopic: string;
+  readonly partition: number;
+}
+
+export function createTransactionalWriter(options: TransactionalWriterOptions): OutcomeWriter {
+  const newProducer = (): Producer =>
+    options.kafka.producer({
+      transactionalId: options.transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      // Transactions are short (one partition's outcomes); a stuck one is aborted by the broker after this.
+      transactionTimeout: 60_000,
+    });
+  let producer = newProducer();
+
+  return {
+    init: () => producer.connect(),
+    async write({ topicMessages, offset }) {
+      const transaction = await producer.transaction();
+      try {
+        await sendChunks((chunk) => transaction.sendBatch({ topicMessages: chunk, acks: -1 }), topicMessages);
+        if (offset !== undefined) {
+          await transaction.sendOffsets({
+            consumerGroupId: options.groupId,
+            topics: [{ topic: options.inputTopic, partitions: [{ partition: options.partition, offset }] }],
+          });
+        }
+        await transaction.commit();
+      } catch (error) {
+        if (transaction.isActive()) await transaction.abort().catch(() => {});
+        throw error;
+      }
+    },
+    async rebuild() {
+      await producer.disconnect().catch(() => {});
+      producer = newProducer();
+      await producer.connect();
+    },
+    close: () => producer.disconnect().catch(() => {}),
+  };
+}
+
+export interface AtLeastOnceWriterOptions {
+  /** The connector's shared idempotent producer (src/producer/publisher.ts), connected by its owner. */
+  readonly send: (topicMessages: TopicMessages[]) => Promise<void>;
+  /** The consumer group's commit of this partition's offset. */
+  readonly commit: (offset: string) => Promise<void>;
+}
+
+export function createAtLeastOnceWriter(options: AtLeastOnceWriterOptions): OutcomeWriter {
+  // A write retried because only its commit failed is not sent again (the coordinator retries the same object).
+  const sent = new WeakSet<OutcomeWrite>();
+  return {
+    init: async () => {},
+    async write(write) {
+      if (!sent.has(write)) {
+        await sendChunks(options.send, write.topicMessages);
+        sent.add(write);
+      }
+      if (write.offset !== undefined) await options.commit(write.offset);
+    },
+    rebuild: async () => {},
+    close: async () => {},
+  };
+}
