@@ -236,6 +236,10 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
         case "ledger_recorded":
           progressed();
           metrics.ledgerRecords.inc({ state: event.state });
+          coordinatorLog.debug(
+            { partition: event.partition, batchId: event.batchId, state: event.state },
+            "ledger recorded",
+          );
           break;
         case "batch_file_read_failed":
           coordinatorLog.error(
