@@ -286,15 +286,17 @@ describe("endpoint client against the emulator", () => {
     expect(v2Error.message).toContain("properties.InputData.input.Uri:");
   });
 
-  it("reads a 404 on status as Unknown (not terminal)", async () => {
+  it("reads a 404 on status as Unknown (not terminal), flagged notFound for the poller's lost-job rule", async () => {
     const c = client(emulator.scoringUri);
     expect(await c.endpoint.getJob("batchjob-does-not-exist")).toEqual({
       jobId: "batchjob-does-not-exist",
       status: "Unknown",
+      notFound: true,
     });
     expect(await c.endpoint.getJob("odd name/with slash")).toEqual({
       jobId: "odd name/with slash",
       status: "Unknown",
+      notFound: true,
     });
     expect(c.retries).toEqual([]);
   });
