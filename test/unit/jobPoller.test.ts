@@ -330,6 +330,36 @@ describe("createJobPoller", () => {
     expect(fake.calls).toHaveLength(0);
   });
 
+  it("a job the endpoint answered for and then answers 404 three reads in a row for is Lost", async () => {
+    const notFound = { status: "Unknown", notFound: true };
+    const fake = fakeClient({
+      job: [{ status: "Running" }, notFound, { status: "Running" }, notFound, notFound, notFound],
+    });
+    const p = poller(fake.client);
+    const outcome = p.watch("job", { timeoutMs: 60_000 });
+    await vi.advanceTimersByTimeAsync(6000);
+    // A 404 between two answers does not count: only three in a row after the job was seen.
+    await expect(outcome).resolves.toMatchObject({ status: "Lost", error: { code: "NotFound" } });
+    expect(fake.callsOf("job")).toHaveLength(6);
+  });
+
+  it("a just-submitted job unknown to the status API is not Lost: only its timeout bounds it", async () => {
+    const fake = fakeClient({ job: [{ status: "Unknown", notFound: true }] });
+    const p = poller(fake.client);
+    const outcome = p.watch("job", { timeoutMs: 5000 });
+    await vi.advanceTimersByTimeAsync(5000);
+    await expect(outcome).resolves.toMatchObject({ status: "TimedOut" });
+  });
+
+  it("a job known to have existed (resumed from the ledger) is Lost after three 404s from the first read", async () => {
+    const fake = fakeClient({ job: [{ status: "Unknown", notFound: true }] });
+    const p = poller(fake.client);
+    const outcome = p.watch("job", { timeoutMs: 60_000, existed: true });
+    await vi.advanceTimersByTimeAsync(3000);
+    await expect(outcome).resolves.toMatchObject({ status: "Lost" });
+    expect(fake.callsOf("job")).toHaveLength(3);
+  });
+
   it("close() rejects pending watches and stops polling", async () => {
     const fake = fakeClient({ a: [{ status: "Running" }], b: [{ status: "Queued" }] }, 50);
     const p = poller(fake.client);
