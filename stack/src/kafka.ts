@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Kafka, logLevel } from "kafkajs";
 import { ensureKafkaJars } from "./artifacts.ts";
@@ -15,6 +15,8 @@ export interface KafkaServiceOptions {
   readonly dir: string;
   /** Maximum broker heap; the broker is one of several services on a small machine. Default "512m". */
   readonly heap?: string;
+  /** Start on the storage already in `dir` (a broker restart) instead of formatting it afresh. */
+  readonly keepData?: boolean;
   readonly readyTimeoutMs?: number;
 }
 
@@ -130,21 +132,24 @@ export async function startKafka(options: KafkaServiceOptions): Promise<KafkaSer
   const classpath = `${jars}/*`;
   const jvm = [`-Xmx${options.heap ?? "512m"}`, `-Xms${options.heap ?? "512m"}`, "-XX:+UseG1GC", logConfig];
 
-  const format = spawnSync(
-    "java",
-    [
-      ...jvm,
-      "-cp",
-      classpath,
-      "kafka.tools.StorageTool",
-      "format",
-      "-t",
-      newClusterId(),
-      "-c",
-      propertiesFile,
-    ],
-    { encoding: "utf8" },
-  );
+  const formatted = options.keepData === true && existsSync(join(dataDir, "meta.properties"));
+  const format = formatted
+    ? { status: 0, stdout: "", stderr: "" }
+    : spawnSync(
+        "java",
+        [
+          ...jvm,
+          "-cp",
+          classpath,
+          "kafka.tools.StorageTool",
+          "format",
+          "-t",
+          newClusterId(),
+          "-c",
+          propertiesFile,
+        ],
+        { encoding: "utf8" },
+      );
   if (format.status !== 0) {
     throw new Error(`Kafka storage format failed:\n${format.stdout}\n${format.stderr}`);
   }

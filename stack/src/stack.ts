@@ -177,3 +177,32 @@ export function listStacks(): string[] {
   if (!existsSync(root)) return [];
   return readdirSync(root).filter((name) => existsSync(join(root, name, "state.json")));
 }
+
+/**
+ * Restarts the named stack's Kafka broker on its own data (a broker restart, for the chaos suite): stops it
+ * gracefully, starts it again on the same ports and storage, and records the new process in the state file.
+ */
+export async function restartStackKafka(name: string, downMs = 0): Promise<void> {
+  const state = readStackState(name);
+  const kafka = state?.processes.find((p) => p.name.startsWith("kafka "));
+  if (!state || !kafka) throw new Error(`stack ${name} has no Kafka broker to restart`);
+  await stopProcessGroup(kafka.pid);
+  if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+  const dir = join(stackDir(name), "kafka");
+  const port = Number(state.endpoints.kafkaBrokers[0]?.split(":").pop());
+  const properties = readFileSync(join(dir, "server.properties"), "utf8");
+  const controllerPort = Number(/CONTROLLER:\/\/127\.0\.0\.1:(\d+)/.exec(properties)?.[1]);
+  const restarted = await startKafka({
+    version: state.endpoints.kafkaVersion,
+    port,
+    controllerPort,
+    dir,
+    keepData: true,
+  });
+  const processes = state.processes.map((p) =>
+    p.pid === kafka.pid
+      ? { name: p.name, pid: restarted.process.pid, logFile: restarted.process.logFile }
+      : p,
+  );
+  writeFileSync(join(stackDir(name), "state.json"), `${JSON.stringify({ ...state, processes }, null, 2)}\n`);
+}

@@ -5,7 +5,8 @@
  *   exactly-once: no duplicate seen by a read_committed consumer; at-least-once: nothing lost;
  *   one job per batch, from the emulator's own record (a restarted emulator forgets its jobs: at most two).
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { restartStackKafka } from "../../stack/src/stack.ts";
 import { type Accounting, createWorld, type LogLine, type Mode, type World, waitFor } from "./world.ts";
 
 const EVENTS = 400;
@@ -123,6 +124,20 @@ describe.each<Mode>(["exactly-once", "at-least-once"])("chaos, %s", (mode) => {
     a.signal("SIGCONT");
     const accounting = await world.settled();
     report("zombie", mode, accounting);
+    expectAccounted(mode, accounting);
+  });
+
+  it("the broker restarted with jobs running: the connector reconnects, every event once", async () => {
+    const stackName = inject("stackName");
+    if (!stackName)
+      throw new Error("the broker-restart scenario needs the local stack (FC_TEST_SERVICES=local)");
+    world = await createWorld({ mode, runMs: 4000 });
+    const only = world.start("only");
+    await world.produce(EVENTS);
+    await only.waitForLog(msg("batch submitted"), "a submission");
+    await restartStackKafka(stackName, 2000);
+    const accounting = await world.settled(180_000);
+    report("broker restarted", mode, accounting);
     expectAccounted(mode, accounting);
   });
 

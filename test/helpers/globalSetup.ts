@@ -16,13 +16,15 @@ import type { TestProject } from "vitest/node";
 import { DEFAULT_KAFKA_VERSION } from "../../stack/src/artifacts.ts";
 import { stackDir } from "../../stack/src/paths.ts";
 import { isAlive, killProcessGroupNow } from "../../stack/src/processes.ts";
-import { freeStackPorts, startStack } from "../../stack/src/stack.ts";
+import { freeStackPorts, startStack, stopStack } from "../../stack/src/stack.ts";
 import type { StackEndpoints } from "../../stack/src/types.ts";
 import { findContainerRuntime, startContainerStack } from "./containers.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     stack: StackEndpoints;
+    /** The local stack's name when that path ran (the chaos suite restarts its broker), else "". */
+    stackName: string;
   }
 }
 
@@ -146,6 +148,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       `[services] existing cluster (${choice.why}): Kafka ${choice.endpoints.kafkaBrokers.join(",")}, registry ${choice.endpoints.registryUrl}`,
     );
     project.provide("stack", choice.endpoints);
+    project.provide("stackName", "");
     return async () => {};
   }
 
@@ -155,6 +158,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       `[services] containers (${choice.why}): Kafka ${kafkaVersion}, Apicurio Registry and Azurite started in ${took()}`,
     );
     project.provide("stack", containers.endpoints);
+    project.provide("stackName", "");
     return containers.stop;
   }
 
@@ -175,7 +179,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     `[services] local stack (${choice.why}): Kafka ${kafkaVersion}, Apicurio Registry and Azurite started in ${took()} (${stack.dir})`,
   );
   project.provide("stack", stack.endpoints);
+  project.provide("stackName", stackName);
   return async () => {
+    // By its state file first: a broker the chaos suite restarted runs under a new pid recorded there.
+    await stopStack(stackName);
     await stack.stop();
     process.off("exit", killAll);
   };
