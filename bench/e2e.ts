@@ -166,6 +166,7 @@ async function startWorld(
         outputContainer,
         scoringUri: emulator.scoringUri,
       }),
+      FC_CREATE_TOPICS: "true",
       FC_KAFKA_SESSION_TIMEOUT_MS: "10000",
       FC_BATCH_MAX_RECORDS: String(BATCH_RECORDS),
       FC_BATCH_MAX_WAIT_MS: "500",
@@ -300,18 +301,30 @@ function procMemory(pid: number): { rss: number; peak: number } | undefined {
 // ---------------------------------------------------------------------------------------------------------
 // 1. Throughput and latency
 
-async function throughputRun(stack: RunningStack): Promise<boolean> {
+type Guarantee = "exactly-once" | "at-least-once";
+
+interface ThroughputFigures {
+  readonly ok: boolean;
+  readonly eventsPerSecond: number;
+  readonly cpuUsPerEvent: number;
+}
+
+async function throughputRun(stack: RunningStack, guarantee: Guarantee): Promise<ThroughputFigures> {
   const messages = sourceEvents(EVENTS, 29);
   const world = await startWorld(
     stack.endpoints,
-    "tput",
+    guarantee === "exactly-once" ? "eos" : "alo",
     { coldStartMs: COLD_START_MS, runMs: RUN_MS },
-    process.env.BENCH_MAX_JOBS_IN_FLIGHT
-      ? { FC_MAX_JOBS_IN_FLIGHT: process.env.BENCH_MAX_JOBS_IN_FLIGHT }
-      : {},
+    {
+      FC_DELIVERY_GUARANTEE: guarantee,
+      ...(process.env.BENCH_MAX_JOBS_IN_FLIGHT
+        ? { FC_MAX_JOBS_IN_FLIGHT: process.env.BENCH_MAX_JOBS_IN_FLIGHT }
+        : {}),
+    },
   );
   const { connector } = world;
   let ok = true;
+  let figures: Omit<ThroughputFigures, "ok"> = { eventsPerSecond: Number.NaN, cpuUsPerEvent: Number.NaN };
   try {
     let peakRss = process.memoryUsage.rss();
     const rssTimer = setInterval(() => {
@@ -387,7 +400,7 @@ async function throughputRun(stack: RunningStack): Promise<boolean> {
     const seconds = (end - started) / 1000;
     const ms = (v: number) => `${num(v)} ms`;
     printTable(
-      `end to end: ${num(EVENTS)} events over ${PARTITIONS} partitions (emulator: cold start ${COLD_START_MS} ms, run ${RUN_MS} ms)`,
+      `end to end, ${guarantee}: ${num(EVENTS)} events over ${PARTITIONS} partitions (emulator: cold start ${COLD_START_MS} ms, run ${RUN_MS} ms)`,
       ["figure", "value"],
       [
         ["events produced (JSON, ~112 B each)", num(EVENTS)],
@@ -427,10 +440,11 @@ async function throughputRun(stack: RunningStack): Promise<boolean> {
       ],
     );
     if (!done || published !== EVENTS || sources.size !== latencies.length) ok = false;
+    figures = { eventsPerSecond: published / seconds, cpuUsPerEvent: (cpu.user + cpu.system) / EVENTS };
   } finally {
     await world.close();
   }
-  return ok;
+  return { ok, ...figures };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -601,7 +615,26 @@ async function main(): Promise<number> {
   let ok = false;
   try {
     const part = process.env.BENCH_E2E_PART;
-    const tput = part === "memory" ? true : await throughputRun(stack);
+    let tput = true;
+    if (part !== "memory") {
+      // Both delivery modes on the same stack and input, one after the other: the cost of exactly-once.
+      const eos = await throughputRun(stack, "exactly-once");
+      const alo = await throughputRun(stack, "at-least-once");
+      tput = eos.ok && alo.ok;
+      printTable(
+        "exactly-once against at-least-once (same stack, same input)",
+        ["mode", "events/s (produce start to last ack)", "CPU us/event (this process)"],
+        [
+          ["exactly-once", num(eos.eventsPerSecond), num(eos.cpuUsPerEvent, 1)],
+          ["at-least-once", num(alo.eventsPerSecond), num(alo.cpuUsPerEvent, 1)],
+          [
+            "exactly-once / at-least-once",
+            num(eos.eventsPerSecond / alo.eventsPerSecond, 2),
+            num(eos.cpuUsPerEvent / alo.cpuUsPerEvent, 2),
+          ],
+        ],
+      );
+    }
     const memory = part === "throughput" ? true : await runMemoryChild(stack);
     ok = tput && memory;
     printTable(
