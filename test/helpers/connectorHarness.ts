@@ -314,6 +314,12 @@ export async function startHarness(options: HarnessOptions = {}) {
         await admin.disconnect();
       }
     },
+    /** The running connector's /metrics as Prometheus scrapes it (its HTTP port, not the registry object). */
+    async scrape(): Promise<string> {
+      const response = await fetch(`http://127.0.0.1:${(connector as Connector).httpPort}/metrics`);
+      if (!response.ok) throw new Error(`/metrics answered ${response.status}`);
+      return response.text();
+    },
     async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
       const metric = await (connector as Connector).metrics.registry.getSingleMetric(name)?.get();
       if (!metric) throw new Error(`no metric ${name}`);

@@ -1,3 +1,4 @@
+import { mkdirSync, writeFileSync } from "node:fs";
 import { SchemaType } from "@kafkajs/confluent-schema-registry";
 import { afterEach, describe, expect, it } from "vitest";
 import { expectedPrediction, features, startHarness } from "../helpers/connectorHarness.ts";
@@ -132,5 +133,14 @@ describe("forecast-connector end to end (Kafka, schema registry, Azurite, emulat
     expect(jobs).toHaveLength(await harness.metric("forecast_connector_batches_flushed_total"));
     expect(await harness.metric("forecast_connector_jobs_submitted_total")).toBe(jobs.length);
     expect(jobs.every((j) => j.status === "Completed")).toBe(true);
+
+    // The live /metrics a Prometheus would scrape: kept for CI's `promtool check metrics` (.ci/check-live-metrics).
+    const exposition = await harness.scrape();
+    expect(exposition).toContain(
+      `forecast_connector_predictions_published_total ${valid.length + avroRows.length}`,
+    );
+    expect(exposition).toMatch(/^forecast_connector_process_resident_memory_bytes \d+/m);
+    mkdirSync(".stack", { recursive: true });
+    writeFileSync(".stack/live-metrics.prom", exposition);
   });
 });
