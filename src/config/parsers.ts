@@ -3,6 +3,7 @@
  * (never empty: an empty variable counts as unset) into a typed value, or says it is invalid. `expected`
  * completes "<VARIABLE> must be ..." in error messages and the README.
  */
+import { accessSync, constants, statSync } from "node:fs";
 
 export type ParseResult<T> =
   | { readonly ok: true; readonly value: T }
@@ -76,6 +77,28 @@ export function text(maxLength: number): Parser<string> {
     parse: (raw) => (raw.length <= maxLength && !CONTROL_CHARS.test(raw) ? ok(raw) : fail()),
   };
 }
+
+/**
+ * The path of a file that exists and this process may read, checked when the configuration is loaded (so
+ * check-config catches a missing mount). Only checked: the file is never read here, so its content (a key)
+ * cannot reach a message; the path itself is shown.
+ */
+export const readableFile: Parser<string> = {
+  expected: "the path of an existing file this process can read (checked when the configuration is loaded)",
+  parse(raw) {
+    if (CONTROL_CHARS.test(raw)) return fail("contains a control character");
+    try {
+      if (!statSync(raw).isFile()) return fail("not a regular file");
+      accessSync(raw, constants.R_OK);
+      return ok(raw);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") return fail("no such file");
+      if (code === "EACCES" || code === "EPERM") return fail("not readable by this process");
+      return fail(code === undefined ? "cannot be checked" : `cannot be checked: ${code}`);
+    }
+  },
+};
 
 export const kafkaTopic: Parser<string> = {
   expected: "a Kafka topic name (1 to 249 characters of a-z A-Z 0-9 . _ -, not . or ..)",

@@ -43,6 +43,19 @@ function loopbackHost(url: string | undefined): boolean | undefined {
   return parsed === undefined ? undefined : isLoopbackHost(parsed.hostname);
 }
 
+/** Whether every broker of FC_KAFKA_BROKERS is on a loopback host; undefined when the list did not parse. */
+function loopbackBrokers(brokers: readonly string[] | undefined): boolean | undefined {
+  return brokers?.every((broker) => isLoopbackHost(broker.slice(0, broker.lastIndexOf(":"))));
+}
+
+/** Settings that only mean something over TLS (FC_KAFKA_SSL_REJECT_UNAUTHORIZED has its own rule). */
+const TLS_ONLY_SETTINGS = [
+  "FC_KAFKA_SSL_CA_FILE",
+  "FC_KAFKA_SSL_CERT_FILE",
+  "FC_KAFKA_SSL_KEY_FILE",
+  "FC_KAFKA_SSL_KEY_PASSWORD",
+] as const;
+
 const TOPICS = ["FC_INPUT_TOPIC", "FC_RESULTS_TOPIC", "FC_DEAD_LETTER_TOPIC", "FC_LEDGER_TOPIC"] as const;
 
 export const RULES: readonly Rule[] = [
@@ -99,6 +112,58 @@ export const RULES: readonly Rule[] = [
     description:
       "SASL: FC_KAFKA_SASL_MECHANISM, FC_KAFKA_SASL_USERNAME and FC_KAFKA_SASL_PASSWORD together or not at all",
     check: allOrNone(["FC_KAFKA_SASL_MECHANISM", "FC_KAFKA_SASL_USERNAME", "FC_KAFKA_SASL_PASSWORD"], "SASL"),
+  },
+  {
+    description: `The TLS settings (${TLS_ONLY_SETTINGS.join(", ")}) only with FC_KAFKA_SSL=true`,
+    check({ values, isSet }) {
+      if (values.FC_KAFKA_SSL === true || (isSet("FC_KAFKA_SSL") && values.FC_KAFKA_SSL === undefined))
+        return [];
+      const set = TLS_ONLY_SETTINGS.filter((name) => isSet(name));
+      return set.length === 0
+        ? []
+        : [
+            `${set.join(", ")} set without FC_KAFKA_SSL=true: they are used only over TLS (set FC_KAFKA_SSL=true)`,
+          ];
+    },
+  },
+  {
+    description:
+      "Mutual TLS: FC_KAFKA_SSL_CERT_FILE and FC_KAFKA_SSL_KEY_FILE together or not at all; FC_KAFKA_SSL_KEY_PASSWORD only with FC_KAFKA_SSL_KEY_FILE",
+    check(context) {
+      const pair = allOrNone(
+        ["FC_KAFKA_SSL_CERT_FILE", "FC_KAFKA_SSL_KEY_FILE"],
+        "a client certificate",
+      )(context);
+      const orphanPassword =
+        context.isSet("FC_KAFKA_SSL_KEY_PASSWORD") && !context.isSet("FC_KAFKA_SSL_KEY_FILE")
+          ? ["FC_KAFKA_SSL_KEY_PASSWORD set without FC_KAFKA_SSL_KEY_FILE: it is the passphrase of that key"]
+          : [];
+      return [...pair, ...orphanPassword];
+    },
+  },
+  {
+    description: `FC_KAFKA_SSL_REJECT_UNAUTHORIZED=false only when every FC_KAFKA_BROKERS host is loopback (${LOOPBACK_HOSTS.join(", ")}): an unchecked certificate lets anyone in between read the traffic`,
+    check({ values }) {
+      return values.FC_KAFKA_SSL_REJECT_UNAUTHORIZED === false &&
+        loopbackBrokers(values.FC_KAFKA_BROKERS) === false
+        ? [
+            `FC_KAFKA_SSL_REJECT_UNAUTHORIZED=false is refused for brokers that are not on a loopback host (${LOOPBACK_HOSTS.join(", ")}): without checking the brokers' certificates, anyone in between can read and change the traffic and take the SASL password; trust the brokers' CA with FC_KAFKA_SSL_CA_FILE instead`,
+          ]
+        : [];
+    },
+  },
+  {
+    description:
+      "FC_KAFKA_SASL_MECHANISM=plain needs FC_KAFKA_SSL=true unless every FC_KAFKA_BROKERS host is loopback: the password must not travel in clear",
+    check({ values }) {
+      return values.FC_KAFKA_SASL_MECHANISM === "plain" &&
+        values.FC_KAFKA_SSL === false &&
+        loopbackBrokers(values.FC_KAFKA_BROKERS) === false
+        ? [
+            "FC_KAFKA_SASL_MECHANISM=plain without FC_KAFKA_SSL=true is refused for brokers that are not on a loopback host: SASL PLAIN sends the password in clear; set FC_KAFKA_SSL=true (or use scram-sha-256 or scram-sha-512, over TLS too if you can)",
+          ]
+        : [];
+    },
   },
   {
     description: "FC_SCHEMA_REGISTRY_USERNAME and FC_SCHEMA_REGISTRY_PASSWORD together or not at all",

@@ -1,6 +1,6 @@
 /** Settings of the Kafka connection, the topics the connector creates, and the schema registry. */
 
-import { boolean, brokerList, httpUrl, integer, oneOf, text } from "../config/parsers.ts";
+import { boolean, brokerList, httpUrl, integer, oneOf, readableFile, text } from "../config/parsers.ts";
 import { defineSettings, type OptionsOf } from "../config/spec.ts";
 
 /** The kafkajs client (client.ts). */
@@ -21,6 +21,36 @@ export const KAFKA_SETTINGS = defineSettings({
     env: "FC_KAFKA_SSL",
     default: "false",
     description: "Connect to the brokers over TLS",
+    parser: boolean,
+  },
+  sslCaFile: {
+    env: "FC_KAFKA_SSL_CA_FILE",
+    description:
+      "PEM file of the CA certificates the brokers' certificates are checked against (with FC_KAFKA_SSL); it replaces Node's public CA list. Unset: that list",
+    parser: readableFile,
+  },
+  sslCertFile: {
+    env: "FC_KAFKA_SSL_CERT_FILE",
+    description:
+      "PEM file of the client certificate (and its chain) for mutual TLS; with FC_KAFKA_SSL_KEY_FILE and FC_KAFKA_SSL",
+    parser: readableFile,
+  },
+  sslKeyFile: {
+    env: "FC_KAFKA_SSL_KEY_FILE",
+    description: "PEM file of the client certificate's private key; with FC_KAFKA_SSL_CERT_FILE",
+    parser: readableFile,
+  },
+  sslKeyPassword: {
+    env: "FC_KAFKA_SSL_KEY_PASSWORD",
+    secret: true,
+    description: "Passphrase of an encrypted FC_KAFKA_SSL_KEY_FILE",
+    parser: text(4096),
+  },
+  sslRejectUnauthorized: {
+    env: "FC_KAFKA_SSL_REJECT_UNAUTHORIZED",
+    default: "true",
+    description:
+      "Check the brokers' certificates and host names (with FC_KAFKA_SSL); false is allowed only when every broker is on a loopback host",
     parser: boolean,
   },
   saslMechanism: {

@@ -1,4 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
 import {
   ConfigError,
   crossFieldRulesMarkdown,
@@ -23,15 +26,32 @@ const MINIMAL: NodeJS.ProcessEnv = {
     "https://sales-forecast-endpoint-v2.germanywestcentral.inference.ml.azure.com/jobs",
 };
 
+/** The TLS file settings are checked to name files that exist: these do (their content is not read at load). */
+const TLS_DIR = mkdtempSync(join(tmpdir(), "fc-config-test-"));
+const CA_FILE = join(TLS_DIR, "ca.pem");
+const CERT_FILE = join(TLS_DIR, "client.pem");
+const KEY_FILE = join(TLS_DIR, "client.key");
+for (const file of [CA_FILE, CERT_FILE, KEY_FILE])
+  writeFileSync(file, "not read when the configuration loads\n");
+mkdirSync(join(TLS_DIR, "a-folder"));
+afterAll(() => rmSync(TLS_DIR, { recursive: true, force: true }));
+
 const AZURITE =
   "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;";
 
-/** Every setting set to a valid, non-default value (connection strings rather than account URLs). */
+/**
+ * Every setting set to a valid, non-default value (connection strings rather than account URLs), except
+ * FC_KAFKA_SSL_REJECT_UNAUTHORIZED=false, which needs loopback brokers (the second environment below).
+ */
 const FULL: NodeJS.ProcessEnv = {
   FC_KAFKA_BROKERS: "kafka-1:9092, kafka-2.example.com:9093,10.0.0.3:9094",
   FC_KAFKA_CLIENT_ID: "fc-client",
   FC_KAFKA_GROUP_ID: "fc-group",
   FC_KAFKA_SSL: "yes",
+  FC_KAFKA_SSL_CA_FILE: CA_FILE,
+  FC_KAFKA_SSL_CERT_FILE: CERT_FILE,
+  FC_KAFKA_SSL_KEY_FILE: KEY_FILE,
+  FC_KAFKA_SSL_KEY_PASSWORD: "kafka-key-secret-pw",
   FC_KAFKA_SASL_MECHANISM: "scram-sha-512",
   FC_KAFKA_SASL_USERNAME: "connector",
   FC_KAFKA_SASL_PASSWORD: "kafka-secret-pw",
@@ -88,6 +108,11 @@ const DOCUMENTED = [
   "FC_KAFKA_CLIENT_ID",
   "FC_KAFKA_GROUP_ID",
   "FC_KAFKA_SSL",
+  "FC_KAFKA_SSL_CA_FILE",
+  "FC_KAFKA_SSL_CERT_FILE",
+  "FC_KAFKA_SSL_KEY_FILE",
+  "FC_KAFKA_SSL_KEY_PASSWORD",
+  "FC_KAFKA_SSL_REJECT_UNAUTHORIZED",
   "FC_KAFKA_SASL_MECHANISM",
   "FC_KAFKA_SASL_USERNAME",
   "FC_KAFKA_SASL_PASSWORD",
@@ -140,7 +165,12 @@ const DOCUMENTED = [
   "FC_SHUTDOWN_TIMEOUT_MS",
 ];
 
-const SECRETS = ["kafka-secret-pw", "registry-secret-pw", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu"];
+const SECRETS = [
+  "kafka-secret-pw",
+  "kafka-key-secret-pw",
+  "registry-secret-pw",
+  "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu",
+];
 
 function withEnv(
   overrides: Record<string, string | undefined>,
@@ -177,7 +207,12 @@ function at(object: unknown, path: string): unknown {
 describe("loadConfig: defaults", () => {
   it("gives the documented defaults for a minimal valid environment", () => {
     const config = loadConfig(MINIMAL);
-    expect(config.kafka).toEqual({ brokers: ["localhost:9092"], clientId: "forecast-connector", ssl: false });
+    expect(config.kafka).toEqual({
+      brokers: ["localhost:9092"],
+      clientId: "forecast-connector",
+      ssl: false,
+      sslRejectUnauthorized: true,
+    });
     expect("saslMechanism" in config.kafka).toBe(false);
     expect(config.consumer).toEqual({
       groupId: "forecast-connector",
@@ -247,17 +282,19 @@ describe("loadConfig: defaults", () => {
   });
 
   it("puts every setting at its place, config[section][option]", () => {
-    const withAccountUrls = withEnv(
+    const onLoopback = withEnv(
       {
         FC_INPUT_STORAGE_CONNECTION_STRING: undefined,
         FC_OUTPUT_STORAGE_CONNECTION_STRING: undefined,
         FC_INPUT_STORAGE_ACCOUNT_URL: "http://127.0.0.1:10000/devstoreaccount1",
         FC_OUTPUT_STORAGE_ACCOUNT_URL: "http://localhost:10000/devstoreaccount1",
+        FC_KAFKA_BROKERS: "127.0.0.1:9093,localhost:9094",
+        FC_KAFKA_SSL_REJECT_UNAUTHORIZED: "false",
       },
       FULL,
     );
     const covered = new Set<string>();
-    for (const env of [FULL, withAccountUrls]) {
+    for (const env of [FULL, onLoopback]) {
       const config = loadConfig(env);
       for (const name of SETTING_NAMES) {
         const raw = env[name];
@@ -299,6 +336,7 @@ describe("loadConfig: invalid values", () => {
     ["FC_BATCH_MAX_RECORDS", "1000001"],
     ["FC_HTTP_PORT", "70000"],
     ["FC_KAFKA_SSL", "maybe"],
+    ["FC_KAFKA_SSL_REJECT_UNAUTHORIZED", "never"],
     ["FC_LOG_LEVEL", "verbose"],
     ["FC_ENDPOINT_API_FLAVOR", "v1"],
     ["FC_AZURE_CREDENTIAL", "managed-identity"],
@@ -349,6 +387,29 @@ describe("loadConfig: invalid values", () => {
       }),
     ).toEqual(['FC_KAFKA_SASL_MECHANISM must be one of plain, scram-sha-256, scram-sha-512, got "gssapi"']);
     expect(problemsOf({ FC_KAFKA_SASL_MECHANISM: "gssapi" })).toHaveLength(2);
+  });
+
+  it("a TLS file must exist and be a readable file when the configuration loads", () => {
+    const missing = join(TLS_DIR, "missing.pem");
+    expect(problemsOf({ FC_KAFKA_SSL: "true", FC_KAFKA_SSL_CA_FILE: missing })).toEqual([
+      `FC_KAFKA_SSL_CA_FILE must be the path of an existing file this process can read (checked when the configuration is loaded), got ${JSON.stringify(missing)} (no such file)`,
+    ]);
+    expect(
+      problemsOf({
+        FC_KAFKA_SSL: "true",
+        FC_KAFKA_SSL_CERT_FILE: join(TLS_DIR, "a-folder"),
+        FC_KAFKA_SSL_KEY_FILE: join(CA_FILE, "below-a-file"),
+      }),
+    ).toEqual([
+      expect.stringMatching(
+        /^FC_KAFKA_SSL_CERT_FILE must be the path of an existing file .*\(not a regular file\)$/,
+      ),
+      expect.stringMatching(
+        /^FC_KAFKA_SSL_KEY_FILE must be the path of an existing file .*\(no such file\)$/,
+      ),
+    ]);
+    const config = loadConfig(withEnv({ FC_KAFKA_SSL: "true", FC_KAFKA_SSL_CA_FILE: ` ${CA_FILE} ` }));
+    expect(config.kafka).toMatchObject({ ssl: true, sslCaFile: CA_FILE, sslRejectUnauthorized: true });
   });
 
   it("says what is expected and what it got", () => {
@@ -431,6 +492,10 @@ describe("secrets", () => {
         FC_KAFKA_SASL_MECHANISM: "plain",
         FC_KAFKA_SASL_USERNAME: "user",
         FC_KAFKA_SASL_PASSWORD: "kafka-secret-pw\u0001",
+        FC_KAFKA_SSL: "true",
+        FC_KAFKA_SSL_CERT_FILE: CERT_FILE,
+        FC_KAFKA_SSL_KEY_FILE: KEY_FILE,
+        FC_KAFKA_SSL_KEY_PASSWORD: "kafka-key-secret-pw\u0003",
         FC_SCHEMA_REGISTRY_USERNAME: "registry-user",
         FC_SCHEMA_REGISTRY_PASSWORD: "registry-secret-pw\u0002",
         FC_INPUT_STORAGE_ACCOUNT_URL: undefined,
@@ -444,6 +509,7 @@ describe("secrets", () => {
     expect(error.problems.length).toBeGreaterThanOrEqual(6);
     for (const secret of SECRETS) expect(error.message).not.toContain(secret);
     expect(error.message).toContain("FC_KAFKA_SASL_PASSWORD must be");
+    expect(error.message).toContain("FC_KAFKA_SSL_KEY_PASSWORD must be");
     expect(error.message).toContain("FC_INPUT_STORAGE_CONNECTION_STRING must be");
     expect(error.message).toContain("AccountKey=***");
   });
@@ -455,6 +521,8 @@ describe("secrets", () => {
     for (const secret of SECRETS) expect(logged).not.toContain(secret);
     expect(at(redacted, "kafka.saslPassword")).toBe("***");
     expect(at(redacted, "kafka.saslUsername")).toBe("connector");
+    expect(at(redacted, "kafka.sslKeyPassword")).toBe("***");
+    expect(at(redacted, "kafka.sslKeyFile")).toBe(KEY_FILE);
     expect(at(redacted, "schemaRegistry.password")).toBe("***");
     expect(at(redacted, "inputStorage.connectionString")).toBe("***");
     expect(at(redacted, "outputStorage.connectionString")).toBe("***");
@@ -542,6 +610,94 @@ describe("cross-field rules", () => {
       saslUsername: "u",
       saslPassword: " p ",
     });
+  });
+
+  it("TLS files and the key passphrase need FC_KAFKA_SSL=true", () => {
+    expect(problemsOf({ FC_KAFKA_SSL_CA_FILE: CA_FILE })).toEqual([
+      "FC_KAFKA_SSL_CA_FILE set without FC_KAFKA_SSL=true: they are used only over TLS (set FC_KAFKA_SSL=true)",
+    ]);
+    expect(
+      problemsOf({
+        FC_KAFKA_SSL: "false",
+        FC_KAFKA_SSL_CERT_FILE: CERT_FILE,
+        FC_KAFKA_SSL_KEY_FILE: KEY_FILE,
+        FC_KAFKA_SSL_KEY_PASSWORD: "pw",
+      }),
+    ).toEqual([
+      "FC_KAFKA_SSL_CERT_FILE, FC_KAFKA_SSL_KEY_FILE, FC_KAFKA_SSL_KEY_PASSWORD set without FC_KAFKA_SSL=true: they are used only over TLS (set FC_KAFKA_SSL=true)",
+    ]);
+    // An invalid FC_KAFKA_SSL is reported on its own, not again as TLS being off.
+    expect(problemsOf({ FC_KAFKA_SSL: "maybe", FC_KAFKA_SSL_CA_FILE: CA_FILE })).toHaveLength(1);
+    // Without TLS, the default (and an explicit true) of FC_KAFKA_SSL_REJECT_UNAUTHORIZED is no problem.
+    expect(loadConfig(withEnv({ FC_KAFKA_SSL_REJECT_UNAUTHORIZED: "true" })).kafka.ssl).toBe(false);
+  });
+
+  it("a client certificate and its key go together; a key passphrase needs the key", () => {
+    expect(problemsOf({ FC_KAFKA_SSL: "true", FC_KAFKA_SSL_CERT_FILE: CERT_FILE })).toEqual([
+      "FC_KAFKA_SSL_CERT_FILE set without FC_KAFKA_SSL_KEY_FILE: a client certificate needs all of FC_KAFKA_SSL_CERT_FILE, FC_KAFKA_SSL_KEY_FILE",
+    ]);
+    expect(problemsOf({ FC_KAFKA_SSL: "true", FC_KAFKA_SSL_KEY_FILE: KEY_FILE })).toEqual([
+      "FC_KAFKA_SSL_KEY_FILE set without FC_KAFKA_SSL_CERT_FILE: a client certificate needs all of FC_KAFKA_SSL_CERT_FILE, FC_KAFKA_SSL_KEY_FILE",
+    ]);
+    expect(problemsOf({ FC_KAFKA_SSL: "true", FC_KAFKA_SSL_KEY_PASSWORD: "kafka-key-secret-pw" })).toEqual([
+      "FC_KAFKA_SSL_KEY_PASSWORD set without FC_KAFKA_SSL_KEY_FILE: it is the passphrase of that key",
+    ]);
+    const config = loadConfig(
+      withEnv({
+        FC_KAFKA_SSL: "true",
+        FC_KAFKA_SSL_CERT_FILE: CERT_FILE,
+        FC_KAFKA_SSL_KEY_FILE: KEY_FILE,
+        FC_KAFKA_SSL_KEY_PASSWORD: " pass phrase ",
+      }),
+    );
+    expect(config.kafka).toMatchObject({
+      sslCertFile: CERT_FILE,
+      sslKeyFile: KEY_FILE,
+      sslKeyPassword: " pass phrase ",
+    });
+  });
+
+  it("certificate checks may be turned off only for loopback brokers", () => {
+    const off = { FC_KAFKA_SSL: "true", FC_KAFKA_SSL_REJECT_UNAUTHORIZED: "false" };
+    for (const brokers of ["kafka-1:9093", "127.0.0.1:9093,kafka-2.example.com:9093", "10.0.0.3:9093"]) {
+      expect(problemsOf({ ...off, FC_KAFKA_BROKERS: brokers }), brokers).toEqual([
+        expect.stringMatching(
+          /^FC_KAFKA_SSL_REJECT_UNAUTHORIZED=false is refused for brokers that are not on a loopback host .*FC_KAFKA_SSL_CA_FILE/,
+        ),
+      ]);
+    }
+    for (const brokers of ["localhost:9093", "127.0.0.1:9093,LOCALHOST:9094"]) {
+      expect(loadConfig(withEnv({ ...off, FC_KAFKA_BROKERS: brokers })).kafka.sslRejectUnauthorized).toBe(
+        false,
+      );
+    }
+    // An invalid broker list is reported on its own.
+    expect(problemsOf({ ...off, FC_KAFKA_BROKERS: "kafka-1" })).toHaveLength(1);
+  });
+
+  it("SASL PLAIN without TLS is refused unless every broker is on loopback", () => {
+    const plain = {
+      FC_KAFKA_SASL_MECHANISM: "plain",
+      FC_KAFKA_SASL_USERNAME: "u",
+      FC_KAFKA_SASL_PASSWORD: "kafka-secret-pw",
+    };
+    const problems = problemsOf({ ...plain, FC_KAFKA_BROKERS: "kafka-1:9092,localhost:9092" });
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /^FC_KAFKA_SASL_MECHANISM=plain without FC_KAFKA_SSL=true is refused for brokers that are not on a loopback host: SASL PLAIN sends the password in clear/,
+      ),
+    ]);
+    expect(problems.join("\n")).not.toContain("kafka-secret-pw");
+    expect(
+      loadConfig(withEnv({ ...plain, FC_KAFKA_BROKERS: "kafka-1:9092", FC_KAFKA_SSL: "true" })).kafka,
+    ).toMatchObject({ ssl: true, saslMechanism: "plain" });
+    expect(loadConfig(withEnv(plain)).kafka).toMatchObject({ ssl: false, saslMechanism: "plain" });
+    // SCRAM never sends the password itself: allowed without TLS (TLS is still the advice).
+    expect(
+      loadConfig(
+        withEnv({ ...plain, FC_KAFKA_SASL_MECHANISM: "scram-sha-256", FC_KAFKA_BROKERS: "kafka-1:9092" }),
+      ).kafka.saslMechanism,
+    ).toBe("scram-sha-256");
   });
 
   it("schema registry user name and password go together", () => {

@@ -107,7 +107,7 @@ Checks across values that the schema cannot express; each failure says what to c
 */}}
 {{- define "forecast-connector.validate" -}}
 {{- /* Secret settings of the connector (the `secret: true` ones of each stage's settings.ts). */ -}}
-{{- $secretSettings := list "FC_KAFKA_SASL_PASSWORD" "FC_SCHEMA_REGISTRY_PASSWORD" "FC_INPUT_STORAGE_CONNECTION_STRING" "FC_OUTPUT_STORAGE_CONNECTION_STRING" -}}
+{{- $secretSettings := list "FC_KAFKA_SASL_PASSWORD" "FC_KAFKA_SSL_KEY_PASSWORD" "FC_SCHEMA_REGISTRY_PASSWORD" "FC_INPUT_STORAGE_CONNECTION_STRING" "FC_OUTPUT_STORAGE_CONNECTION_STRING" -}}
 {{- range $name := $secretSettings -}}
 {{- if hasKey $.Values.config $name -}}
 {{- fail (printf "config.%s is a secret: it must not go into the ConfigMap. Use secretEnv.%s (a key of an existing Secret) or existingSecret." $name $name) -}}
