@@ -20,7 +20,12 @@ import {
   toRanges,
 } from "../ledger/record.ts";
 import type { DeadLetter, DeadLetterReason } from "../producer/deadLetter.ts";
-import { isFenced, type OutcomeWriter, type TopicMessages } from "../producer/outcomeWriter.ts";
+import {
+  isFenced,
+  type OutcomeWrite,
+  type OutcomeWriter,
+  type TopicMessages,
+} from "../producer/outcomeWriter.ts";
 import type { PredictionRecord } from "../producer/predictionRecord.ts";
 import type { RetryPolicy } from "../retry.ts";
 import type { BatchMember, BatchResult, SourceRef, TopicPartitionOffset, UploadedBatch } from "../types.ts";
@@ -217,19 +222,31 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const enqueue = (
     state: PartitionState,
     what: string,
-    build: () => { topicMessages: TopicMessages[]; offset?: string } | undefined,
+    build: () => { topicMessages: TopicMessages[]; offset?: string; tombstones?: string[] } | undefined,
     onWritten?: () => void,
   ): Promise<boolean> => {
     const run = async (): Promise<boolean> => {
       if (state.lost) return false;
-      let built: ReturnType<typeof build> | null = null;
+      let built: { write: OutcomeWrite; tombstones: readonly string[] } | undefined | null = null;
       try {
         await options.retry.run(
           async () => {
             if (state.lost) throw new Error("partition lost");
-            if (built === null) built = build();
-            const write = built;
-            if (write === undefined) return;
+            if (built === null) {
+              const made = build();
+              built =
+                made === undefined
+                  ? undefined
+                  : {
+                      write:
+                        made.offset === undefined
+                          ? { topicMessages: made.topicMessages }
+                          : { topicMessages: made.topicMessages, offset: made.offset },
+                      tombstones: made.tombstones ?? [],
+                    };
+            }
+            if (built === undefined) return;
+            const { write, tombstones } = built;
             await state.writer.write(write);
             state.consecutiveFailures = 0;
             if (write.offset !== undefined) {
@@ -237,6 +254,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
               tracker.markCommitted([entry]);
               emit({ type: "committed", entries: [entry] });
             }
+            // Removed from the ledger now: never tombstoned again, no longer held.
+            if (tombstones.length > 0) forgetTombstoned(state, tombstones);
           },
           {
             abortSignal: stopping.signal,
@@ -350,7 +369,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         if (offset === undefined) return undefined;
         const topicMessages: TopicMessages[] = [];
         withTombstones(state, topicMessages, tombstones);
-        return { topicMessages, offset };
+        return { topicMessages, offset, tombstones };
       },
       () => undefined,
     ).finally(() => {
@@ -376,7 +395,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             consecutiveFailures: 0,
             advancePending: false,
           };
-          partitions.get(partition)?.writer.close();
+          const previous = partitions.get(partition);
+          if (previous) {
+            // Assigned again while still held: the old state writes nothing more (its queue may still drain).
+            previous.lost = true;
+            void previous.queue.finally(() => previous.writer.close());
+          }
           partitions.set(partition, state);
           tracker.revoke(inputTopic, partition);
           try {
@@ -513,7 +537,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
               ledgerMessage(state.partition, key, { batchId: key, state: "done", ranges, attempt: 0 }),
             );
           withTombstones(state, topicMessages, tombstones);
-          return offset === undefined ? { topicMessages } : { topicMessages, offset };
+          return offset === undefined ? { topicMessages, tombstones } : { topicMessages, offset, tombstones };
         },
         () => {
           if (ledgerKept) state.doneKeys.set(key, lastOffset(ranges) ?? 0n);
@@ -602,7 +626,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
                 ),
               );
               withTombstones(state, topicMessages, tombstones);
-              return offset === undefined ? { topicMessages } : { topicMessages, offset };
+              return offset === undefined
+                ? { topicMessages, tombstones }
+                : { topicMessages, offset, tombstones };
             },
             () => {
               if (ledgerKept) state.doneKeys.set(batch.batchId, last);

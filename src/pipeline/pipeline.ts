@@ -337,7 +337,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       if (partitions.length === 0 || closed) return;
       consumer.pausePartitions(partitions);
       try {
-        resume(await coordinator.assign(partitions));
+        const resumable = await coordinator.assign(partitions);
+        // Shutting down meanwhile: those batches are left in the ledger for the next owner.
+        if (!closed) resume(resumable);
       } finally {
         consumer.resumePartitions(partitions);
         applyFlowControl();

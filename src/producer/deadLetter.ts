@@ -84,12 +84,14 @@ export function deadLetterMessage(
 ): { key: Buffer | null; value: Buffer | null; headers: IHeaders; timestamp: string } {
   let fitted = letter;
   let headers = deadLetterHeaders(fitted, failedAt);
-  if (recordBytes(letter.key, letter.value, headers) > maxBytes && letter.originalHeaders) {
+  const hasOriginalHeaders =
+    letter.originalHeaders !== undefined && Object.keys(letter.originalHeaders).length > 0;
+  if (recordBytes(letter.key, letter.value, headers) > maxBytes && hasOriginalHeaders) {
     const { originalHeaders, ...rest } = letter;
     fitted = rest;
     headers = {
       ...deadLetterHeaders(fitted, failedAt),
-      [DLQ_HEADERS.originalHeadersDropped]: String(Object.keys(originalHeaders).length),
+      [DLQ_HEADERS.originalHeadersDropped]: String(Object.keys(originalHeaders ?? {}).length),
     };
   }
   const overflow = recordBytes(fitted.key, fitted.value, headers) - maxBytes;
