@@ -29,6 +29,7 @@ import {
 import type { PredictionRecord } from "../producer/predictionRecord.ts";
 import type { RetryPolicy } from "../retry.ts";
 import type { BatchMember, BatchResult, SourceRef, TopicPartitionOffset, UploadedBatch } from "../types.ts";
+import type { JobProgress } from "./batchJob.ts";
 import type { OffsetTracker } from "./offsetTracker.ts";
 
 /** A batch at work: which partitions it may write for, each under the epoch it was started in. */
@@ -36,15 +37,6 @@ export interface BatchRun {
   readonly batch: UploadedBatch;
   /** Partition -> epoch. A partition reassigned since (another epoch) is not this run's to write. */
   readonly parts: ReadonlyMap<number, number>;
-}
-
-/** The ledger's view of a job, as the batch job reports it. */
-export interface JobProgress {
-  readonly state: "intent" | "submitted";
-  readonly attempt: number;
-  readonly repeatabilityId: string;
-  readonly jobId?: string;
-  readonly submittedAtMs?: number;
 }
 
 /** A batch found in flight in the ledger of a newly assigned partition: to be resumed. */
@@ -455,12 +447,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
 
     epochOf(partition) {
       const state = partitions.get(partition);
-      return state && state.ready && !state.lost ? state.epoch : undefined;
+      return state?.ready && !state.lost ? state.epoch : undefined;
     },
 
     track(source) {
       const state = partitions.get(source.partition);
-      if (!state || !state.ready || state.lost) return "not_ready";
+      if (!state?.ready || state.lost) return "not_ready";
       // False for an offset at or below the highest seen on its partition: kafkajs refetches from the
       // committed offset after a rebalance that kept the partition here, and those events are already held.
       if (!tracker.track(source.topic, source.partition, source.offset)) return "duplicate";
