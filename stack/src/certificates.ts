@@ -1,17 +1,19 @@
 /**
  * A throwaway certificate authority and a broker certificate signed by it, made with openssl, for the local
- * broker's TLS listener. Test material only: the keys are not encrypted on disk (the PKCS12 keystore has a
- * fixed password) and are valid for 30 days.
+ * broker's TLS listener, and client certificates for mutual TLS. Test material only: the keys are not
+ * encrypted on disk (the PKCS12 keystore has a fixed password) and everything is valid for 30 days.
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { requireProgram } from "./processes.ts";
 
 export interface BrokerCertificates {
   /** PEM of the CA that signed the broker's certificate: what clients trust (FC_KAFKA_SSL_CA_FILE). */
   readonly caFile: string;
+  /** Its private key (unencrypted): signs client certificates for mutual TLS (issueClientCertificate). */
+  readonly caKeyFile: string;
   /** PEM of the broker's certificate (subject alternative names: localhost, 127.0.0.1). */
   readonly certFile: string;
   /** PKCS12 keystore of the broker: its key, its certificate and the CA. */
@@ -38,11 +40,12 @@ function openssl(args: readonly string[], cwd: string): void {
 export function ensureBrokerCertificates(dir: string): BrokerCertificates {
   const files: BrokerCertificates = {
     caFile: join(dir, "ca.pem"),
+    caKeyFile: join(dir, "ca.key"),
     certFile: join(dir, "broker.pem"),
     keystoreFile: join(dir, "broker.p12"),
     keystorePassword: KEYSTORE_PASSWORD,
   };
-  if ([files.caFile, files.certFile, files.keystoreFile].every((file) => existsSync(file))) return files;
+  if ([files.caFile, files.caKeyFile, files.keystoreFile].every((file) => existsSync(file))) return files;
   requireProgram("openssl", "version", OPENSSL_HINT);
   mkdirSync(dir, { recursive: true });
   writeFileSync(
@@ -134,8 +137,8 @@ export function ensureBrokerCertificates(dir: string): BrokerCertificates {
   return files;
 }
 
-/** Another CA, unrelated to the broker's: for checking that a client trusting it is refused. */
-export function createUnrelatedCa(dir: string): string {
+/** A CA of its own, unrelated to the broker's: a client trusting it must be refused, and so must its certificates. */
+export function createUnrelatedCa(dir: string): { caFile: string; caKeyFile: string } {
   requireProgram("openssl", "version", OPENSSL_HINT);
   mkdirSync(dir, { recursive: true });
   openssl(
@@ -146,17 +149,99 @@ export function createUnrelatedCa(dir: string): string {
       "rsa:2048",
       "-nodes",
       "-keyout",
-      "other-ca.key",
+      "ca.key",
       "-out",
-      "other-ca.pem",
+      "ca.pem",
       "-days",
       "30",
       "-subj",
       "/CN=an unrelated CA",
       "-addext",
       "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
     ],
     dir,
   );
-  return join(dir, "other-ca.pem");
+  return { caFile: join(dir, "ca.pem"), caKeyFile: join(dir, "ca.key") };
+}
+
+export interface ClientCertificate {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/**
+ * A client certificate for `name` signed by the given CA (the broker's, for mutual TLS), in `dir`: the
+ * certificate and its PKCS8 key, encrypted with AES-256 when a passphrase is given.
+ */
+export function issueClientCertificate(
+  ca: { caFile: string; caKeyFile: string },
+  dir: string,
+  name: string,
+  passphrase?: string,
+): ClientCertificate {
+  requireProgram("openssl", "version", OPENSSL_HINT);
+  mkdirSync(dir, { recursive: true });
+  const ext = `${name}.ext`;
+  writeFileSync(
+    join(dir, ext),
+    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+  );
+  openssl(
+    [
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      `${name}.plain.key`,
+      "-out",
+      `${name}.csr`,
+      "-subj",
+      `/CN=${name}`,
+    ],
+    dir,
+  );
+  openssl(
+    [
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      ca.caFile,
+      "-CAkey",
+      ca.caKeyFile,
+      "-set_serial",
+      `0x${randomBytes(8).toString("hex")}`,
+      "-out",
+      `${name}.pem`,
+      "-days",
+      "30",
+      "-extfile",
+      ext,
+    ],
+    dir,
+  );
+  const keyFile = join(dir, `${name}.key`);
+  openssl(
+    passphrase === undefined
+      ? ["pkcs8", "-topk8", "-nocrypt", "-in", `${name}.plain.key`, "-out", keyFile]
+      : [
+          "pkcs8",
+          "-topk8",
+          "-v2",
+          "aes-256-cbc",
+          "-in",
+          `${name}.plain.key`,
+          "-out",
+          keyFile,
+          "-passout",
+          `pass:${passphrase}`,
+        ],
+    dir,
+  );
+  rmSync(join(dir, `${name}.plain.key`));
+  return { certFile: join(dir, `${name}.pem`), keyFile };
 }

@@ -4,7 +4,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Kafka, logLevel } from "kafkajs";
 import { ensureKafkaJars } from "./artifacts.ts";
-import { type BrokerCertificates, ensureBrokerCertificates } from "./certificates.ts";
+import {
+  type BrokerCertificates,
+  type ClientCertificate,
+  ensureBrokerCertificates,
+  issueClientCertificate,
+} from "./certificates.ts";
 import { type ServiceProcess, spawnService, waitUntilReady } from "./processes.ts";
 
 export interface KafkaServiceOptions {
@@ -30,6 +35,11 @@ export interface SecureListenerOptions {
   readonly port: number;
   /** User name -> password; each user can log in with every mechanism. Names and passwords: [A-Za-z0-9._-]. */
   readonly users: Readonly<Record<string, string>>;
+  /**
+   * Client certificates (mutual TLS): "none" (default), "requested" (a client may present one; if it does, it
+   * must be signed by the broker's CA) or "required".
+   */
+  readonly clientAuth?: "none" | "requested" | "required";
 }
 
 export interface SecureListener {
@@ -37,6 +47,8 @@ export interface SecureListener {
   readonly bootstrap: string;
   /** The CA that signed the broker's certificate, PEM: what a client trusts (FC_KAFKA_SSL_CA_FILE). */
   readonly caFile: string;
+  /** That CA's key: issueClientCertificate signs client certificates the broker trusts with it. */
+  readonly caKeyFile: string;
   readonly mechanisms: readonly SaslMechanism[];
 }
 
@@ -88,7 +100,10 @@ function secureListenerProperties(secure: SecureListenerOptions, certificates: B
     `${prefix}.ssl.keystore.location=${certificates.keystoreFile}`,
     `${prefix}.ssl.keystore.password=${certificates.keystorePassword}`,
     `${prefix}.ssl.key.password=${certificates.keystorePassword}`,
-    `${prefix}.ssl.client.auth=none`,
+    `${prefix}.ssl.client.auth=${secure.clientAuth ?? "none"}`,
+    // Client certificates are checked against the same CA.
+    `${prefix}.ssl.truststore.type=PEM`,
+    `${prefix}.ssl.truststore.location=${certificates.caFile}`,
     `sasl.enabled.mechanisms=${SASL_MECHANISMS.join(",")}`,
     `${prefix}.sasl.enabled.mechanisms=${SASL_MECHANISMS.join(",")}`,
     `${prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
@@ -182,7 +197,7 @@ function writeLogConfig(options: KafkaServiceOptions): string {
  */
 async function brokerReady(
   bootstrap: string,
-  login?: { caFile: string; username: string; password: string },
+  login?: { caFile: string; username: string; password: string; client?: ClientCertificate },
 ): Promise<boolean> {
   const kafka = new Kafka({
     clientId: "stack-readiness",
@@ -193,7 +208,12 @@ async function brokerReady(
     ...(login === undefined
       ? {}
       : {
-          ssl: { ca: readFileSync(login.caFile, "utf8") },
+          ssl: {
+            ca: readFileSync(login.caFile, "utf8"),
+            ...(login.client === undefined
+              ? {}
+              : { cert: readFileSync(login.client.certFile), key: readFileSync(login.client.keyFile) }),
+          },
           sasl: { mechanism: "scram-sha-512", username: login.username, password: login.password },
         }),
   });
@@ -257,15 +277,31 @@ export async function startKafka(options: KafkaServiceOptions): Promise<KafkaSer
 
   const secureBootstrap = `127.0.0.1:${secure.port}`;
   const [username, password] = Object.entries(secure.users)[0] as [string, string];
+  // A listener that requires client certificates admits the readiness probe only with one.
+  const client =
+    secure.clientAuth === "required"
+      ? issueClientCertificate(certificates, join(options.dir, "tls", "readiness"), "stack-readiness")
+      : undefined;
   await waitUntilReady(
     service,
-    () => brokerReady(secureBootstrap, { caFile: certificates.caFile, username, password }),
+    () =>
+      brokerReady(secureBootstrap, {
+        caFile: certificates.caFile,
+        username,
+        password,
+        ...(client ? { client } : {}),
+      }),
     timeoutMs,
   );
   return {
     process: service,
     bootstrap,
-    secure: { bootstrap: secureBootstrap, caFile: certificates.caFile, mechanisms: SASL_MECHANISMS },
+    secure: {
+      bootstrap: secureBootstrap,
+      caFile: certificates.caFile,
+      caKeyFile: certificates.caKeyFile,
+      mechanisms: SASL_MECHANISMS,
+    },
   };
 }
 
