@@ -144,7 +144,11 @@ const UNTRUSTED = new Set([
 ]);
 
 /** What a failed TLS handshake means for the settings, or undefined for an error that is not about TLS. */
-function tlsHint(code: string | undefined, settings: KafkaSettings): string | undefined {
+function tlsHint(error: NodeJS.ErrnoException, settings: KafkaSettings): string | undefined {
+  const code = error.code;
+  if (error.message.includes("before secure TLS connection was established")) {
+    return "the broker closed the connection during the TLS handshake: is this port a TLS listener?";
+  }
   if (code === undefined) return undefined;
   if (UNTRUSTED.has(code)) {
     return settings.sslCaFile === undefined
@@ -162,10 +166,15 @@ function tlsHint(code: string | undefined, settings: KafkaSettings): string | un
   }
   if (code.startsWith("ERR_SSL_")) {
     return settings.sslCertFile === undefined
-      ? "the broker refused the handshake (does its listener require a client certificate? FC_KAFKA_SSL_CERT_FILE)"
-      : "the broker refused the handshake (is FC_KAFKA_SSL_CERT_FILE signed by a CA the broker trusts?)";
+      ? "the broker refused the handshake: does its listener require a client certificate (FC_KAFKA_SSL_CERT_FILE)?"
+      : "the broker refused the handshake: is FC_KAFKA_SSL_CERT_FILE signed by a CA the broker trusts?";
   }
   return undefined;
+}
+
+/** OpenSSL's own words without its error-queue prefix: "ssl/tls alert bad certificate", not "40AD...:error:0A000412:...". */
+function openSslReason(message: string): string {
+  return /SSL routines:[^:]*:([^:]+)/.exec(message)?.[1]?.trim() ?? message.trim();
 }
 
 /**
@@ -177,8 +186,10 @@ function tlsSocketFactory(settings: KafkaSettings): ISocketFactory {
     const socket = tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...ssl }, onConnect);
     socket.setKeepAlive(true, 60_000);
     socket.prependListener("error", (error: NodeJS.ErrnoException) => {
-      const hint = tlsHint(error.code, settings);
-      if (hint !== undefined) error.message = `TLS with ${host}:${port} failed: ${error.message} (${hint})`;
+      const hint = tlsHint(error, settings);
+      if (hint !== undefined) {
+        error.message = `TLS with ${host}:${port} failed: ${openSslReason(error.message)} (${hint})`;
+      }
     });
     return socket;
   };
