@@ -105,6 +105,11 @@ export function createEventValidator(options: EventValidatorOptions = {}): Event
         "store_id contains whitespace, which predictions.csv uses as its delimiter",
       );
     }
+    // A JSON escape can carry half a surrogate pair ("\ud800"): no UTF-8 file can hold it, so the row could
+    // never come back in predictions.csv (it would return as U+FFFD).
+    if (!storeId.isWellFormed()) {
+      return invalid("invalid_store_id", "store_id contains a lone surrogate (not well-formed UTF-16)");
+    }
 
     const rawFeatures = record.features;
     if (!Array.isArray(rawFeatures)) {

@@ -6,8 +6,9 @@ import type { PredictionRow } from "../types.ts";
  *
  * The file is whatever the scoring script's `append_row` produced, so its shape is detected, not assumed
  * (docs/endpoint-contract.md, "Outputs: predictions.csv"): space, comma or tab separated; with or without
- * a header; fields quoted or not; values as Python reprs (`[2.33394885]`); CRLF or LF; blank lines. Every non-blank line
- * yields one result, ok or not, so a bad line costs one prediction and never the rest of the file.
+ * a header; fields quoted or not; values as Python reprs (`[2.33394885]`); LF, CRLF or CR line ends; blank
+ * lines. Every non-blank line yields one result, ok or not, so a bad line costs one prediction and never the
+ * rest of the file.
  *
  * The input is split into physical lines here and csv-parse reads each line on its own. Feeding the
  * whole stream to one csv-parse stream instead lets a single stray quote open a field that swallows the
@@ -57,10 +58,14 @@ export interface ParsePredictionsOptions {
 }
 
 /**
- * Candidates in order of preference on a tie: a file whose lines split into the same fields by comma and
- * by space is a comma file with padding (`b.json, CA_1, 2.3`), since commas and tabs never pad.
+ * Candidates, in order of preference on a tie (see detectFormat for what is compared first). A padded comma
+ * file (`b.json, CA_1, 2.3`) splits into three fields by space too, but its space reading has file names
+ * ending in a comma, which ours never have, so it loses before the tie. What is still tied after that is a
+ * line both readings make valid rows of, such as `b.json ,A, 2.3`: a space file whose store id `,A,` holds
+ * commas (the validator allows them, but not whitespace), or a comma file padded on one side of its first
+ * comma and the other side of its second, which no writer does; so space goes before comma.
  */
-const DELIMITERS: readonly PredictionDelimiter[] = ["\t", ",", " "];
+const DELIMITERS: readonly PredictionDelimiter[] = ["\t", " ", ","];
 
 /** Header names seen in the wild for each value, lower-cased. MLflow writes `file`, scripts `file_name`. */
 const COLUMN_ALIASES = {
@@ -95,63 +100,98 @@ function truncate(text: string, max: number): string {
 }
 
 /**
- * Splits a byte or string stream into lines: LF, CRLF, or a lone CR. Bytes are decoded as UTF-8
- * incrementally, so a character split across chunks survives; invalid bytes become U+FFFD in their line only.
+ * Splits a byte or string stream into lines. LF, CRLF and a lone CR each end a line, wherever the chunks
+ * break (a CR at the end of a chunk and an LF at the start of the next are one line end). A line's length is
+ * counted without its line end; one leading BOM of the stream is dropped and never counts either. Bytes are
+ * decoded as UTF-8 incrementally, so a character split across chunks survives; invalid bytes become U+FFFD in
+ * their line only. What comes out does not depend on where the chunks break.
  */
 async function* splitLines(
   input: AsyncIterable<Buffer | string | Uint8Array>,
   maxLineLength: number,
+  maxRawLength: number,
 ): AsyncGenerator<PhysicalLine> {
-  const decoder = new TextDecoder("utf-8");
+  // ignoreBOM: the decoder passes every BOM through, and the parser drops one leading BOM itself, for bytes
+  // and strings alike. Left to the decoder, how many leading BOMs go depends on the chunking (Node 24 drops
+  // two when the first one's bytes are split across chunks).
+  const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+  /** What an over-long line keeps: enough for its `raw` (maxRawLength and the one that says it goes on). */
+  const keep = maxRawLength + 1;
+  let atStart = true;
   let pending = "";
   let tooLong = false;
+  /** The last chunk ended with a CR: an LF starting the next one belongs to it. */
+  let skipLF = false;
   let lineNumber = 0;
 
-  function* emit(): Generator<PhysicalLine> {
-    let text = pending;
+  function emit(): PhysicalLine {
+    lineNumber += 1;
+    const line = { line: lineNumber, text: pending, tooLong };
     pending = "";
-    const wasTooLong = tooLong;
     tooLong = false;
-    if (lineNumber === 0 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    if (text.endsWith("\r")) text = text.slice(0, -1);
-    // After CRLF is handled, any CR left is a line break of its own (classic Mac files).
-    const parts = wasTooLong ? [text] : text.split("\r");
-    for (const part of parts) {
-      lineNumber += 1;
-      yield { line: lineNumber, text: part, tooLong: wasTooLong };
-    }
+    return line;
   }
 
-  function append(segment: string): void {
-    if (tooLong) return;
-    pending += segment;
-    if (pending.length > maxLineLength) {
-      // Keep just enough to show in the report; drop the rest of the line as it arrives.
-      pending = pending.slice(0, 1024);
-      tooLong = true;
+  /** Adds text[from, to) to the current line. An over-long line keeps only its first `keep` characters. */
+  function append(text: string, from: number, to: number): void {
+    if (from === to) return;
+    if (!tooLong && pending.length + (to - from) <= maxLineLength) {
+      pending = pending.length === 0 ? text.slice(from, to) : pending + text.slice(from, to);
+      return;
     }
+    // Keep just what the report shows, the same characters however the line arrived; drop the rest.
+    tooLong = true;
+    if (pending.length >= keep) {
+      if (pending.length > keep) pending = pending.slice(0, keep);
+      return;
+    }
+    pending += text.slice(from, Math.min(to, from + keep - pending.length));
   }
 
   function* consume(text: string): Generator<PhysicalLine> {
+    const length = text.length;
+    if (length === 0) return;
     let start = 0;
-    for (let newline = text.indexOf("\n"); newline !== -1; newline = text.indexOf("\n", start)) {
-      append(text.slice(start, newline));
-      yield* emit();
-      start = newline + 1;
+    if (atStart) {
+      atStart = false;
+      if (text.charCodeAt(0) === 0xfeff) start = 1;
     }
-    append(text.slice(start));
+    if (skipLF) {
+      skipLF = false;
+      if (text.charCodeAt(start) === 0x0a) start += 1;
+    }
+    let lf = text.indexOf("\n", start);
+    let cr = text.indexOf("\r", start);
+    while (lf !== -1 || cr !== -1) {
+      const lineStart = start;
+      let end: number;
+      if (cr !== -1 && (lf === -1 || cr < lf)) {
+        end = cr;
+        if (cr + 1 === length) skipLF = true;
+        start = text.charCodeAt(cr + 1) === 0x0a ? cr + 2 : cr + 1;
+      } else {
+        end = lf;
+        start = lf + 1;
+      }
+      if (lf !== -1 && lf < start) lf = text.indexOf("\n", start);
+      if (cr !== -1 && cr < start) cr = text.indexOf("\r", start);
+      append(text, lineStart, end);
+      yield emit();
+    }
+    append(text, start, length);
   }
 
   for await (const chunk of input) {
     yield* consume(typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true }));
   }
   yield* consume(decoder.decode());
-  if (pending.length > 0 || tooLong) yield* emit();
+  if (pending.length > 0 || tooLong) yield emit();
 }
 
 /**
  * One line's fields. csv-parse handles the quoting; with the space delimiter, runs of spaces count as one
- * separator (empty fields dropped). Bracketed reprs split by the delimiter (`[ 2.3]`) are joined again.
+ * separator (empty fields dropped). A bracketed repr split by the delimiter (`[ 2.3]`) comes out in pieces:
+ * joinPrediction puts the prediction's pieces together once it is known which field that is.
  */
 function tokenize(text: string, delimiter: PredictionDelimiter): string[] | { error: string } {
   let fields: string[];
@@ -174,25 +214,32 @@ function tokenize(text: string, delimiter: PredictionDelimiter): string[] | { er
     return { error: `malformed quoting${typeof code === "string" ? ` (${code})` : ""}` };
   }
   if (delimiter === " ") fields = fields.filter((field) => field !== "");
-  return joinBrackets(fields, delimiter);
+  return fields;
 }
 
-function joinBrackets(fields: string[], delimiter: PredictionDelimiter): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < fields.length; i++) {
-    const field = fields[i] ?? "";
-    const open = field.startsWith("[") ? "]" : field.startsWith("(") ? ")" : undefined;
-    if (open !== undefined && !field.includes(open)) {
-      const close = fields.findIndex((candidate, j) => j > i && candidate.includes(open));
-      if (close !== -1) {
-        out.push(fields.slice(i, close + 1).join(delimiter));
-        i = close;
-        continue;
-      }
+/**
+ * Joins the pieces of a bracketed prediction split by the delimiter (`[ 2.3]` in a space file, `(2.3,)` in a
+ * comma file), when the line has more than `width` fields: the field at `at`, opening a bracket it does not
+ * close, through the next field that closes it. Only the prediction is a repr: a store id may well open a
+ * bracket it never closes (`[` or `(A` are valid store ids), and it is never joined with its neighbours.
+ */
+function joinPrediction(
+  fields: string[],
+  width: number,
+  at: number,
+  delimiter: PredictionDelimiter,
+): string[] {
+  if (fields.length <= width) return fields;
+  const field = fields[at];
+  if (field === undefined) return fields;
+  const close = field.startsWith("[") ? "]" : field.startsWith("(") ? ")" : undefined;
+  if (close === undefined || field.includes(close)) return fields;
+  for (let j = at + 1; j < fields.length; j++) {
+    if ((fields[j] ?? "").includes(close)) {
+      return [...fields.slice(0, at), fields.slice(at, j + 1).join(delimiter), ...fields.slice(j + 1)];
     }
-    out.push(field);
   }
-  return out;
+  return fields;
 }
 
 /**
@@ -252,28 +299,88 @@ function columnsFromHeader(header: readonly string[]): PredictionColumns | strin
 const POSITIONAL: PredictionColumns = Object.freeze({ fileName: 0, storeId: 1, prediction: 2 });
 const MLFLOW_POSITIONAL: PredictionColumns = Object.freeze({ rowIndex: 0, prediction: 1, fileName: 2 });
 
+/** No whitespace and no comma: our file names (`<batchId>-<k>.json`, maybe under a folder) never hold either. */
+const IMPLAUSIBLE_IN_FILE_NAME = /[\s,]/;
+const WHITESPACE = /\s/;
+const ROW_INDEX = /^\d{1,9}$/;
+
+/**
+ * Whether a data line read with these columns gives a row that could match an event: a file name that could
+ * be ours, a store id the validator could have accepted (non-empty, no whitespace) or a row index, and a
+ * number for the prediction. Used only to choose between readings, on the sniffed lines.
+ */
+function isPlausibleRow(fields: readonly string[], columns: PredictionColumns): boolean {
+  const fileName = (fields[columns.fileName] ?? "").trim();
+  if (fileName === "" || IMPLAUSIBLE_IN_FILE_NAME.test(fileName)) return false;
+  if (parsePredictionValue(fields[columns.prediction] ?? "") === undefined) return false;
+  if ("rowIndex" in columns) return ROW_INDEX.test((fields[columns.rowIndex] ?? "").trim());
+  const storeId = (fields[columns.storeId] ?? "").trim();
+  return storeId !== "" && !WHITESPACE.test(storeId);
+}
+
 function detectFormat(sample: readonly string[], forced: PredictionDelimiter | undefined): PredictionsFormat {
   interface Candidate {
     readonly delimiter: PredictionDelimiter;
     readonly header: string[] | undefined;
     readonly rows: string[][];
-    readonly agreeing: number;
+    /** What is compared, most significant first (see below). */
+    readonly score: readonly number[];
   }
   const candidates: Candidate[] = [];
   for (const delimiter of forced !== undefined ? [forced] : DELIMITERS) {
     const parsed = sample.map((text) => tokenize(text, delimiter)).filter((f) => Array.isArray(f));
     const first = parsed[0];
-    const header = first !== undefined && looksLikeHeader(first) ? first.map(normaliseName) : undefined;
+    const header =
+      first !== undefined && looksLikeHeader(joinPrediction(first, 3, POSITIONAL.prediction, delimiter))
+        ? first.map(normaliseName)
+        : undefined;
     const rows = header !== undefined ? parsed.slice(1) : parsed;
-    const width = header?.length ?? 3;
-    const agreeing = rows.filter((fields) => fields.length === width).length;
-    candidates.push({ delimiter, header, rows, agreeing });
+    let headerClass = 0;
+    let headerQuality = 0;
+    let plausible = 0;
+    let agreeing = 0;
+    if (header !== undefined) {
+      const columns = columnsFromHeader(header);
+      headerClass = header.length > 1 ? (typeof columns === "string" ? 1 : 2) : 0;
+      // A padded comma header read by space (`file , store , pred`) has names that are only a comma.
+      for (const name of header) headerQuality += KNOWN_HEADER_NAMES.has(name) ? 1 : -1;
+      for (const row of rows) {
+        const fields =
+          typeof columns === "string"
+            ? row
+            : joinPrediction(row, header.length, columns.prediction, delimiter);
+        if (fields.length !== header.length) continue;
+        agreeing += 1;
+        if (typeof columns !== "string" && isPlausibleRow(fields, columns)) plausible += 1;
+      }
+    } else {
+      for (const row of rows) {
+        const positional = joinPrediction(row, 3, POSITIONAL.prediction, delimiter);
+        const mlflow = joinPrediction(row, 3, MLFLOW_POSITIONAL.prediction, delimiter);
+        if (positional.length !== 3 && mlflow.length !== 3) continue;
+        agreeing += 1;
+        if (
+          (positional.length === 3 && isPlausibleRow(positional, POSITIONAL)) ||
+          (mlflow.length === 3 && isPlausibleRow(mlflow, MLFLOW_POSITIONAL))
+        ) {
+          plausible += 1;
+        }
+      }
+    }
+    candidates.push({ delimiter, header, rows, score: [headerClass, headerQuality, plausible, agreeing] });
   }
-  // A recognised header is the strongest evidence, then how many lines have the expected width; ties go
-  // to the order of DELIMITERS. With no evidence at all, space: the guide's format.
-  const rank = (c: Candidate) => (c.header !== undefined && c.header.length > 1 ? 1e9 : 0) + c.agreeing;
-  const best = candidates.reduce((a, b) => (rank(b) > rank(a) ? b : a));
-  if (rank(best) === 0 && forced === undefined) {
+  // A recognised header is the strongest evidence (one whose columns can be matched first, then the one with
+  // fewer names it does not know), then how many lines make plausible rows, then how many have the expected
+  // width. Ties go to the order of DELIMITERS. With no evidence at all, space: the guide's format.
+  const compare = (a: Candidate, b: Candidate): number => {
+    for (let i = 0; i < a.score.length; i++) {
+      const d = (a.score[i] ?? 0) - (b.score[i] ?? 0);
+      if (d !== 0) return d;
+    }
+    return 0;
+  };
+  const best = candidates.reduce((a, b) => (compare(b, a) > 0 ? b : a));
+  if (best.score.every((n) => n === 0) && forced === undefined) {
     return { delimiter: " ", header: undefined, fieldCount: 3, columns: POSITIONAL, problem: undefined };
   }
 
@@ -286,13 +393,15 @@ function detectFormat(sample: readonly string[], forced: PredictionDelimiter | u
   }
   const shape = { delimiter: best.delimiter, header: undefined, fieldCount: 3 };
   // Headerless MLflow output is `row prediction file`: an index, a number, a name.
-  const mlflowLike = best.rows.filter(
-    (f) =>
+  const mlflowLike = best.rows.filter((row) => {
+    const f = joinPrediction(row, 3, MLFLOW_POSITIONAL.prediction, best.delimiter);
+    return (
       f.length === 3 &&
       /^\d+$/.test(f[0] ?? "") &&
       parsePredictionValue(f[1] ?? "") !== undefined &&
-      parsePredictionValue(f[2] ?? "") === undefined,
-  ).length;
+      parsePredictionValue(f[2] ?? "") === undefined
+    );
+  }).length;
   if (mlflowLike > 0 && mlflowLike * 2 > best.rows.length) {
     return { ...shape, columns: MLFLOW_POSITIONAL, problem: undefined };
   }
@@ -315,8 +424,12 @@ function interpret(
   if (physical.tooLong) return fail(`line longer than ${maxLineLength} characters`);
   if (text.trim() === "") return undefined;
 
-  const fields = tokenize(text, format.delimiter);
-  if (!Array.isArray(fields)) return fail(fields.error);
+  const tokens = tokenize(text, format.delimiter);
+  if (!Array.isArray(tokens)) return fail(tokens.error);
+  const fields =
+    format.columns === undefined
+      ? tokens
+      : joinPrediction(tokens, format.fieldCount, format.columns.prediction, format.delimiter);
   // The header itself, or a header repeated by a script that writes one per mini-batch: not a row.
   if (looksLikeHeader(fields)) return undefined;
   if (format.columns === undefined) return fail(format.problem ?? "rows cannot be matched to events");
@@ -358,7 +471,7 @@ export async function* parsePredictions(
   const maxLineLength = positiveInteger("maxLineLength", options.maxLineLength, 65_536);
   const maxRawLength = positiveInteger("maxRawLength", options.maxRawLength, 256);
 
-  const lines = splitLines(input as AsyncIterable<Buffer | string>, maxLineLength);
+  const lines = splitLines(input as AsyncIterable<Buffer | string>, maxLineLength, maxRawLength);
   try {
     // Read ahead far enough to decide the format, then replay those lines before streaming the rest.
     const sample: PhysicalLine[] = [];

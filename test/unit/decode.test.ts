@@ -4,6 +4,7 @@
  * timeouts, and the values that must never reach the registry.
  */
 import avro from "avsc";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createEventDecoder, RegistryUnavailableError } from "../../src/consumer/decode.ts";
 import { createEventValidator, type InvalidReason, type Validation } from "../../src/consumer/validate.ts";
@@ -270,5 +271,207 @@ describe("createEventDecoder: values that never reach the registry", () => {
     const { registry, calls } = fakeRegistry();
     expectInvalid(await decoderWith(registry).decode(value), "empty_message", "message value is empty");
     expect(calls).toHaveLength(0);
+  });
+});
+
+describe("createEventDecoder: whatever the registry throws", () => {
+  it.each([
+    ["undefined", undefined],
+    ["null", null],
+    ["a string", "boom"],
+    ["a number", 42],
+    ["an object without a message", { status: 500 }],
+    ["a ResponseError without a numeric status", Object.assign(new Error("odd"), { name: "ResponseError" })],
+  ])(
+    "dead-letters an event whose decode rejects with %s, and never throws a TypeError",
+    async (_, thrown) => {
+      const { registry } = fakeRegistry(() => Promise.reject(thrown));
+      const result = await decoderWith(registry).decode(avroEvent({ store_id: "CA_1", features: FEATURES }));
+      expect(result.ok).toBe(false);
+      if (result.ok) return;
+      expect(result.reason).toBe("schema_decode_failed");
+      expect(result.detail.startsWith(`Avro event (schema id ${SCHEMA_ID}) could not be decoded: `)).toBe(
+        true,
+      );
+    },
+  );
+
+  it("names what was thrown in the detail", async () => {
+    const { registry } = fakeRegistry(() => Promise.reject(undefined));
+    expectInvalid(
+      await decoderWith(registry).decode(avroEvent({ store_id: "CA_1", features: FEATURES })),
+      "schema_decode_failed",
+      `Avro event (schema id ${SCHEMA_ID}) could not be decoded: undefined`,
+    );
+  });
+});
+
+/**
+ * A registry client with getSchema too, as the real one has: the writer's avsc Type by id (404 for others),
+ * or `schemaAnswer`'s answer instead. Counts both calls.
+ */
+function checkingRegistry(schemaAnswer?: (id: number) => Promise<unknown>) {
+  const { registry: inner, calls } = fakeRegistry();
+  const schemaCalls: number[] = [];
+  const registry = {
+    decode: inner.decode,
+    async getSchema(id: number): Promise<unknown> {
+      schemaCalls.push(id);
+      if (schemaAnswer) return schemaAnswer(id);
+      if (id !== SCHEMA_ID) throw new ResponseError(404, `Schema ${id} not found`);
+      return FEATURE_EVENT;
+    },
+  };
+  return { registry, calls, schemaCalls };
+}
+
+describe("createEventDecoder: Avro bodies checked against the writer's schema before avsc", () => {
+  it("dead-letters the 10-byte event declaring ~34.6 million doubles without handing it to decode", async () => {
+    const { registry, calls, schemaCalls } = checkingRegistry();
+    // Empty store_id, then an array block count of 34_603_008: avsc would allocate and loop before failing.
+    const value = wire(SCHEMA_ID, Buffer.from([0, 128, 128, 128, 33]));
+    const started = performance.now();
+    expectInvalid(
+      await decoderWith(registry).decode(value),
+      "schema_decode_failed",
+      `Avro event (schema id ${SCHEMA_ID}) could not be decoded: ` +
+        "block of 34603008 items at byte 1 cannot fit in the 0 bytes left (8 or more each)",
+    );
+    expect(performance.now() - started).toBeLessThan(100);
+    expect(calls).toHaveLength(0);
+    expect(schemaCalls).toEqual([SCHEMA_ID]);
+  });
+
+  it("dead-letters a block count near 2^31 in 6 bytes the same way", async () => {
+    const { registry, calls } = checkingRegistry();
+    const result = await decoderWith(registry).decode(
+      wire(SCHEMA_ID, Buffer.from([0, 0xfe, 0xff, 0xff, 0xff, 0x0f])),
+    );
+    expect(result).toEqual({
+      ok: false,
+      reason: "schema_decode_failed",
+      detail: expect.stringContaining("block of 2147483647 items"),
+    });
+    expect(calls).toHaveLength(0);
+  });
+
+  it("decodes valid events, asking for each schema once", async () => {
+    const { registry, calls, schemaCalls } = checkingRegistry();
+    const decoder = decoderWith(registry);
+    for (const storeId of ["CA_1", "CA_2", "CA_3"]) {
+      expect(await decoder.decode(avroEvent({ store_id: storeId, features: FEATURES }))).toEqual({
+        ok: true,
+        row: { store_id: storeId, features: FEATURES },
+      });
+    }
+    expect(calls).toHaveLength(3);
+    expect(schemaCalls).toEqual([SCHEMA_ID]);
+  });
+
+  it("dead-letters an unknown schema id from getSchema's 404, asking again on the next event", async () => {
+    const { registry, calls, schemaCalls } = checkingRegistry();
+    const decoder = decoderWith(registry);
+    const value = avroEvent({ store_id: "CA_1", features: FEATURES }, 99);
+    for (let i = 0; i < 2; i++) {
+      expectInvalid(
+        await decoder.decode(value),
+        "schema_decode_failed",
+        "Avro event (schema id 99) could not be decoded: Confluent_Schema_Registry - Schema 99 not found",
+      );
+    }
+    expect(calls).toHaveLength(0);
+    expect(schemaCalls).toEqual([99, 99]);
+  });
+
+  it("throws RegistryUnavailableError when getSchema meets an outage", async () => {
+    const cause = new ResponseError(503, "Service Unavailable");
+    const { registry, calls } = checkingRegistry(() => Promise.reject(cause));
+    const error = await decoderWith(registry)
+      .decode(avroEvent({ store_id: "CA_1", features: FEATURES }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryUnavailableError);
+    expect((error as Error).cause).toBe(cause);
+    expect(calls).toHaveLength(0);
+  });
+
+  it("throws RegistryUnavailableError when getSchema never answers within registryTimeoutMs", async () => {
+    const { registry } = checkingRegistry(() => new Promise(() => {}));
+    const error = await decoderWith(registry)
+      .decode(avroEvent({ store_id: "CA_1", features: FEATURES }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryUnavailableError);
+    expect((error as Error).message).toBe("schema registry unavailable: no answer within 50 ms");
+  });
+
+  it("gives getSchema and decode one deadline together", async () => {
+    const { registry: inner } = checkingRegistry();
+    const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const registry = {
+      async getSchema(id: number) {
+        await wait(30);
+        return inner.getSchema(id);
+      },
+      async decode(buffer: Buffer) {
+        await wait(30);
+        return inner.decode(buffer);
+      },
+    };
+    const error = await decoderWith(registry)
+      .decode(avroEvent({ store_id: "CA_1", features: FEATURES }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryUnavailableError);
+  });
+
+  it("decodes unchecked what getSchema says is not an Avro schema (JSON Schema, Protobuf)", async () => {
+    const { registry, calls } = checkingRegistry(async () => ({ validate: () => true }));
+    expect(await decoderWith(registry).decode(avroEvent({ store_id: "CA_1", features: FEATURES }))).toEqual({
+      ok: true,
+      row: { store_id: "CA_1", features: FEATURES },
+    });
+    expect(calls).toHaveLength(1);
+  });
+});
+
+describe("createEventDecoder: any thrown value, from getSchema or decode", () => {
+  it("throws RegistryUnavailableError exactly for an outage and dead-letters everything else", async () => {
+    const thrown = fc.oneof(
+      fc.anything(),
+      fc
+        .record({
+          name: fc.constantFrom("ResponseError", "Error"),
+          status: fc.oneof(fc.integer({ min: 0, max: 999 }), fc.constantFrom(404, "500", undefined, null)),
+        })
+        .map(({ name, status }) => Object.assign(new Error("x"), { name, status })),
+    );
+    await fc.assert(
+      fc.asyncProperty(thrown, fc.boolean(), async (error, fromGetSchema) => {
+        const { registry: inner } = checkingRegistry();
+        const registry = {
+          getSchema: (id: number) => (fromGetSchema ? Promise.reject(error) : inner.getSchema(id)),
+          decode: (buffer: Buffer) => (fromGetSchema ? inner.decode(buffer) : Promise.reject(error)),
+        };
+        const outage =
+          error !== null &&
+          typeof error === "object" &&
+          (error as { name?: unknown }).name === "ResponseError" &&
+          typeof (error as { status?: unknown }).status === "number" &&
+          (error as { status?: unknown }).status !== 404;
+        const outcome = await decoderWith(registry)
+          .decode(avroEvent({ store_id: "CA_1", features: FEATURES }))
+          .catch((e: unknown) => ({ thrown: e }));
+        if ("thrown" in outcome) {
+          expect(outcome.thrown).toBeInstanceOf(RegistryUnavailableError);
+          expect(outage).toBe(true);
+        } else {
+          expect(outage).toBe(false);
+          expect(outcome.ok).toBe(false);
+          if (!outcome.ok) {
+            expect(outcome.reason).toBe("schema_decode_failed");
+            expect(outcome.detail.length).toBeLessThanOrEqual(300);
+          }
+        }
+      }),
+      { seed: 0xdec0de, numRuns: 300 },
+    );
   });
 });

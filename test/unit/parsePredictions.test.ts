@@ -370,6 +370,106 @@ describe("parsePredictions: streaming", () => {
   });
 });
 
+describe("parsePredictions: results that must not depend on chunking or line ends", () => {
+  it("drops one leading BOM of a file that starts with two, wherever the chunks break", async () => {
+    // Too few fields: the line comes back as raw, with its second BOM.
+    const bytes = Buffer.from([0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf, ...Buffer.from("b.json A\n")]);
+    const expected = [{ ok: false, line: 1, reason: expect.any(String), raw: "\ufeffb.json A" }];
+    expect(await collect(chunks(bytes))).toEqual(expected);
+    for (let cut = 1; cut < bytes.length; cut++) {
+      expect(await collect(chunks(bytes.subarray(0, cut), bytes.subarray(cut)))).toEqual(expected);
+    }
+    // One BOM, split or not, is dropped: the row is read.
+    const one = Buffer.from([0xef, 0xbb, 0xbf, ...Buffer.from("b.json A 1\n")]);
+    expect(okRows(await collect(chunks(one.subarray(0, 1), one.subarray(1))))).toEqual([
+      ["b.json", "A", 1, 1],
+    ]);
+  });
+
+  it("reports the same raw for an over-long line however it is cut, even when maxLineLength < maxRawLength", async () => {
+    const line = "x".repeat(302);
+    const expected = [
+      { ok: false, line: 1, reason: "line longer than 1 characters", raw: `${"x".repeat(256)}...` },
+    ];
+    expect(await collect(chunks(line), { maxLineLength: 1 })).toEqual(expected);
+    expect(await collect(chunks(line.slice(0, 2), line.slice(2)), { maxLineLength: 1 })).toEqual(expected);
+    expect(await collect(chunks(...line.split("")), { maxLineLength: 1 })).toEqual(expected);
+    const short = [{ ok: false, line: 1, reason: "line longer than 2 characters", raw: "xyz" }];
+    expect(await collect(chunks("x", "y", "z"), { maxLineLength: 2 })).toEqual(short);
+  });
+
+  it("reads every row of a CR-only file, judging each line's length on its own", async () => {
+    const { lines } = await parseText("b.json A 1\rb.json B 2\r\rb.json C 3\r", { maxLineLength: 10 });
+    expect(okRows(lines)).toEqual([
+      ["b.json", "A", 1, 1],
+      ["b.json", "B", 2, 2],
+      ["b.json", "C", 3, 4],
+    ]);
+  });
+
+  it("does not count a line's CR or CRLF toward maxLineLength, and keeps a CRLF split across chunks one line end", async () => {
+    // Each line is exactly 10 characters.
+    const text = "b.json A 1\r\nb.json B 2\rb.json C 3\n";
+    expect(okRows(await collect(chunks(text), { maxLineLength: 10 }))).toEqual([
+      ["b.json", "A", 1, 1],
+      ["b.json", "B", 2, 2],
+      ["b.json", "C", 3, 3],
+    ]);
+    for (let cut = 1; cut < text.length; cut++) {
+      const lines = await collect(chunks(text.slice(0, cut), text.slice(cut)), { maxLineLength: 10 });
+      expect(okRows(lines).map((r) => r[3])).toEqual([1, 2, 3]);
+      expect(lines.every((l) => l.ok)).toBe(true);
+    }
+    expect(await collect(chunks("b.json A 10\r\n"), { maxLineLength: 10 })).toEqual([
+      { ok: false, line: 1, reason: "line longer than 10 characters", raw: "b.json A 10" },
+    ]);
+  });
+});
+
+describe("parsePredictions: store ids that look like delimiters or brackets", () => {
+  it("reads a space file whose store ids hold commas as a space file", async () => {
+    const { lines, format } = await parseText("b-1-0.json a,b,c 1.5\n");
+    expect(format.delimiter).toBe(" ");
+    expect(okRows(lines)).toEqual([["b-1-0.json", "a,b,c", 1.5, 1]]);
+  });
+
+  it("reads a space file whose store id starts and ends with a comma as a space file", async () => {
+    // Split by comma it reads as (b.json, A, 2.5) too, but only a comma file padded on one side of its first
+    // comma and on the other side of its second would look like this.
+    const { lines, format } = await parseText("b.json ,A, 2.5\nb.json ,A, 3.5\n");
+    expect(format.delimiter).toBe(" ");
+    expect(okRows(lines).map((r) => r[1])).toEqual([",A,", ",A,"]);
+  });
+
+  it("still reads a comma file padded after its commas, and one with a padded header, as comma files", async () => {
+    const padded = await parseText("data, CA_1, 2.5\ndata, CA_2, 3.5\n");
+    expect(padded.format.delimiter).toBe(",");
+    expect(okRows(padded.lines).map((r) => r[1])).toEqual(["CA_1", "CA_2"]);
+    const header = await parseText("file , store , pred\nb.json , CA_1 , [ 2.5]\n");
+    expect(header.format.delimiter).toBe(",");
+    expect(okRows(header.lines)).toEqual([["b.json", "CA_1", 2.5, 2]]);
+  });
+
+  it("never joins a store id that opens a bracket with the prediction", async () => {
+    const { lines } = await parseText(
+      ["b.json [ [2.5]", "b.json (A np.float64(2.5)", "b.json [ [ 3.5]", "b.json (x (4.5,)"].join("\n"),
+    );
+    expect(okRows(lines)).toEqual([
+      ["b.json", "[", 2.5, 1],
+      ["b.json", "(A", 2.5, 2],
+      ["b.json", "[", 3.5, 3],
+      ["b.json", "(x", 4.5, 4],
+    ]);
+  });
+
+  it("joins a split repr wherever the prediction column is", async () => {
+    const { lines } = await parseText("prediction store_id file_name\n[ 2.5] A b.json\n");
+    expect(okRows(lines)).toEqual([["b.json", "A", 2.5, 2]]);
+    const comma = await parseText("b.json,(,(2.5,)\n");
+    expect(okRows(comma.lines)).toEqual([["b.json", "(", 2.5, 1]]);
+  });
+});
+
 describe("parsePredictionValue", () => {
   it.each([
     ["2.33394885", 2.33394885],

@@ -264,4 +264,21 @@ describe("createEventValidator", () => {
       row: { store_id: "CA_1", features: Array(13).fill(0.5) },
     });
   });
+
+  it("refuses a store_id with a lone surrogate sent as a JSON escape; a surrogate pair is fine", () => {
+    const validator = createEventValidator();
+    for (const escaped of ["\\ud800", "CA_\\udfff1", "A\\ud83d"]) {
+      const value = bytes(`{"store_id":"${escaped}","features":${JSON.stringify(FEATURES)}}`);
+      expect(validator.validateBytes(value)).toEqual({
+        ok: false,
+        reason: "invalid_store_id",
+        detail: "store_id contains a lone surrogate (not well-formed UTF-16)",
+      });
+    }
+    const pair = bytes(`{"store_id":"CA_\\ud83d\\ude00","features":${JSON.stringify(FEATURES)}}`);
+    expect(validator.validateBytes(pair)).toEqual({
+      ok: true,
+      row: { store_id: "CA_\u{1f600}", features: FEATURES },
+    });
+  });
 });
