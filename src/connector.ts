@@ -65,7 +65,7 @@ export class StartupError extends Error {
 async function checkServices(admin: Admin, config: Config, store: BatchStore): Promise<void> {
   await admin.connect().catch((error: Error) => {
     throw new StartupError([
-      `Kafka at ${config.kafka.brokers.join(",")} cannot be reached: ${error.message}`,
+      `Kafka at ${config.kafka.brokers.join(",")}: connection failed: ${error.message}`,
     ]);
   });
   const topics = [config.consumer.topic, config.producer.resultsTopic, config.producer.deadLetterTopic];
@@ -154,6 +154,16 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
             commit: (offset) => consumer.commit([{ topic: config.consumer.topic, partition, offset }]),
           }),
     readLedger: (partition) => ledgerReader.entriesOf(partition),
+    readCommittedOffset: async (partition) => {
+      const [topic] = await admin.fetchOffsets({
+        groupId: config.consumer.groupId,
+        topics: [config.consumer.topic],
+      });
+      const offset = topic?.partitions.find((p) => p.partition === partition)?.offset;
+      return offset === undefined || BigInt(offset) < 0n ? undefined : offset;
+    },
+    seek: (partition, offset) => consumer.seek(partition, offset),
+    tombstoneAfterCommit: !exactlyOnce,
     encodePrediction: (record) => encoder.encode(record),
     deadLetterMessages: (letters) => {
       const now = new Date();
@@ -187,11 +197,18 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     // Not alive once the consumer has crashed for good (kafkajs will not restart it): let Kubernetes restart us.
     isAlive: () => !consumerDead,
     // Not ready when work is pending and nothing has moved for the progress timeout: something is stuck.
-    isReady: () =>
-      !stopping &&
-      consumer.isJoined() &&
-      (pipeline.inFlight().events === 0 ||
-        Date.now() - instrument.lastProgressMs() < config.observability.progressTimeoutMs),
+    // Nor when a partition still assigned here has been unusable (fenced, failed to load) that long.
+    isReady: () => {
+      const now = Date.now();
+      const timeout = config.observability.progressTimeoutMs;
+      const unusableSince = coordinator.unusableSinceMs();
+      return (
+        !stopping &&
+        consumer.isJoined() &&
+        (unusableSince === undefined || now - unusableSince < timeout) &&
+        (pipeline.inFlight().events === 0 || now - instrument.lastProgressMs() < timeout)
+      );
+    },
   });
   const stopLagReporter = startLagReporter({
     admin,
@@ -258,9 +275,10 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
       poller.close();
       coordinator.stop();
       stopLagReporter();
+      // Writers closed before leaving the group: no transaction is left open for the next owner to wait on.
+      await coordinator.close().catch(() => {});
       // Leaving the group hands the partitions over at once (no wait for the session timeout).
       await consumer.stop().catch(() => {});
-      await coordinator.close().catch(() => {});
       await ledgerReader.stop().catch(() => {});
       await publisher.disconnect().catch(() => {});
       await admin.disconnect().catch(() => {});

@@ -45,6 +45,8 @@ export interface InputConsumer {
   /** Stops fetching from these partitions alone (while their ledger is read), whatever flow control wants. */
   pausePartitions(partitions: readonly number[]): void;
   resumePartitions(partitions: readonly number[]): void;
+  /** Moves the next fetch of a partition to this offset. */
+  seek(partition: number, offset: string): void;
   commit(entries: readonly TopicPartitionOffset[]): Promise<void>;
   /** True between a successful group join and stop or a crash. */
   isJoined(): boolean;
@@ -158,6 +160,9 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
       applyPause();
     },
     isPaused: () => paused,
+    seek(partition, offset) {
+      consumer.seek({ topic: options.topic, partition, offset });
+    },
     pausePartitions(partitions) {
       for (const p of partitions) pausedPartitions.add(p);
       applyPause();

@@ -78,7 +78,11 @@ export function createLedgerReader(options: LedgerReaderOptions): LedgerReader {
             byKey = new Map();
             entries.set(batch.partition, byKey);
           }
+          // A rejoin of the reader's own group (coordinator moved, rebalance) replays from the beginning:
+          // what was already read must not overwrite newer states or bring back tombstoned keys.
+          const next = positions.get(batch.partition) ?? 0n;
           for (const message of batch.messages) {
+            if (BigInt(message.offset) < next) continue;
             const key = message.key?.toString("utf8");
             if (key === undefined) continue;
             if (message.value === null) {

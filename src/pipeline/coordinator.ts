@@ -54,6 +54,19 @@ export interface CoordinatorOptions {
   readonly createWriter: (partition: number) => OutcomeWriter;
   /** The partition's ledger entries, once everything committed to it has been read. */
   readonly readLedger: (partition: number) => Promise<LedgerEntry[]>;
+  /**
+   * The group's committed offset of an input partition, read after the previous owner is fenced (undefined:
+   * none yet). The consumer may have resolved its start position before a last transaction of the previous
+   * owner committed; the fetch restarts from this one.
+   */
+  readonly readCommittedOffset: (partition: number) => Promise<string | undefined>;
+  /** Moves the fetch position of an input partition (the consumer's seek). */
+  readonly seek: (partition: number, offset: string) => void;
+  /**
+   * at-least-once: records are sent before the offset is committed, so a ledger key is removed only once a
+   * previous commit has passed it (a crash in between must not lose a done record). Default false.
+   */
+  readonly tombstoneAfterCommit?: boolean;
   readonly encodePrediction: (record: PredictionRecord) => Promise<Buffer>;
   /** Dead letters as Kafka records that always fit the dead-letter topic. */
   readonly deadLetterMessages: (letters: readonly DeadLetter[]) => TopicMessages;
@@ -143,6 +156,8 @@ export interface Coordinator {
   /** Publishes a batch's outcomes, partition by partition, for the partitions the run still owns. */
   settleBatch(run: BatchRun, result: BatchResult): Promise<void>;
   inFlight(): number;
+  /** Since when some partition still assigned here has been unusable (fenced, or failed to load), if any. */
+  unusableSinceMs(): number | undefined;
   /** Moves every partition's committed offset to its finished prefix (after outcomes arrived out of order). */
   flushCommits(): Promise<void>;
   /** Stops retrying writes (shutdown): pending ones give up, their events stay uncommitted. */
@@ -170,6 +185,12 @@ interface PartitionState {
   readonly doneKeys: Map<string, bigint>;
   consecutiveFailures: number;
   advancePending: boolean;
+  /** Offsets below this are not this assignment's to take (the committed offset when it was assigned). */
+  startOffset: bigint;
+  /** The last offset this member committed for the partition. */
+  committedOffset: bigint;
+  /** When the partition became unusable while still assigned (fenced, or its load failed): for readiness. */
+  unusableSinceMs?: number;
 }
 
 function countByReason(letters: readonly DeadLetter[]): DeadLetterCounts {
@@ -201,6 +222,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   const fence = (state: PartitionState, error: unknown) => {
     if (state.lost) return;
     state.lost = true;
+    // Still assigned here until the group says otherwise: /readyz tells when that lasts (docs, invariant 17).
+    state.unusableSinceMs = Date.now();
     tracker.revoke(inputTopic, state.partition);
     emit({ type: "partition_fenced", partition: state.partition, error });
     void state.writer.close();
@@ -242,6 +265,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             await state.writer.write(write);
             state.consecutiveFailures = 0;
             if (write.offset !== undefined) {
+              if (BigInt(write.offset) > state.committedOffset) state.committedOffset = BigInt(write.offset);
               const entry = { topic: inputTopic, partition: state.partition, offset: write.offset };
               tracker.markCommitted([entry]);
               emit({ type: "committed", entries: [entry] });
@@ -281,7 +305,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       .committable()
       .find((e) => e.topic === inputTopic && e.partition === state.partition);
     if (entry === undefined) return { tombstones: [] };
-    const committedTo = BigInt(entry.offset);
+    // Exactly-once: the offset commits with the tombstones, atomically. At-least-once: only what an earlier
+    // commit already passed.
+    const committedTo = options.tombstoneAfterCommit ? state.committedOffset : BigInt(entry.offset);
     const tombstones = [...state.doneKeys].filter(([, last]) => last < committedTo).map(([key]) => key);
     return { offset: entry.offset, tombstones };
   };
@@ -386,6 +412,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             doneKeys: new Map(),
             consecutiveFailures: 0,
             advancePending: false,
+            startOffset: 0n,
+            committedOffset: -1n,
           };
           const previous = partitions.get(partition);
           if (previous) {
@@ -403,8 +431,21 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
               onRetry: ({ attempt, error }) =>
                 emit({ type: "write_failed", partition, what: "producer initialisation", attempt, error }),
             });
-            const entries = await options.readLedger(partition);
+            const [entries, committed] = await options.retry.run(
+              () => Promise.all([options.readLedger(partition), options.readCommittedOffset(partition)]),
+              {
+                abortSignal: stopping.signal,
+                isRetriable: () => !state.lost,
+                onRetry: ({ attempt, error }) =>
+                  emit({ type: "write_failed", partition, what: "reading the ledger", attempt, error }),
+              },
+            );
             if (state.lost || partitions.get(partition) !== state) return;
+            if (committed !== undefined && BigInt(committed) >= 0n) {
+              state.startOffset = BigInt(committed);
+              state.committedOffset = BigInt(committed);
+              options.seek(partition, committed);
+            }
             for (const entry of entries) {
               state.held.push({ key: entry.batchId, ranges: entry.ranges, done: entry.state === "done" });
               const last = lastOffset(entry.ranges);
@@ -423,8 +464,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             });
           } catch (error) {
             if (isFenced(error)) fence(state, error);
-            else {
+            else if (!stopping.signal.aborted) {
               state.lost = true;
+              state.unusableSinceMs = Date.now();
               emit({ type: "write_failed", partition, what: "assignment", attempt: 1, error });
             }
           }
@@ -453,6 +495,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     track(source) {
       const state = partitions.get(source.partition);
       if (!state?.ready || state.lost) return "not_ready";
+      if (BigInt(source.offset) < state.startOffset) return "duplicate"; // fetched before the seek
       // False for an offset at or below the highest seen on its partition: kafkajs refetches from the
       // committed offset after a rebalance that kept the partition here, and those events are already held.
       if (!tracker.track(source.topic, source.partition, source.offset)) return "duplicate";
@@ -643,6 +686,15 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
 
     inFlight: () => tracker.inFlight(),
 
+    unusableSinceMs() {
+      let earliest: number | undefined;
+      for (const state of partitions.values()) {
+        if (state.unusableSinceMs !== undefined)
+          earliest = Math.min(earliest ?? state.unusableSinceMs, state.unusableSinceMs);
+      }
+      return earliest;
+    },
+
     async flushCommits() {
       for (const state of partitions.values()) if (state.ready && !state.lost) advance(state);
       await Promise.all([...partitions.values()].map((state) => state.queue));
@@ -653,8 +705,18 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     },
 
     async close() {
-      await Promise.all([...partitions.values()].map((state) => state.writer.close()));
+      const states = [...partitions.values()];
       partitions.clear();
+      // A write already sent is let finish (bounded), so no transaction is left open when the producers go.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(states.map((state) => state.queue)),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, 5000);
+        }),
+      ]);
+      clearTimeout(timer);
+      await Promise.all(states.map((state) => state.writer.close()));
     },
   };
 }

@@ -34,19 +34,17 @@ export interface OutcomeWriter {
   close(): Promise<void>;
 }
 
-/** Kafka says another producer with the same transactional id took over: this partition is no longer ours. */
+/**
+ * Kafka says another producer with the same transactional id took over (or the broker expired this one's
+ * transaction): this partition is no longer this producer's to write. kafkajs 2.2.4 reports both as
+ * INVALID_PRODUCER_EPOCH (error 47; brokers translate PRODUCER_FENCED to it for its request versions),
+ * possibly wrapped (originalError, cause) by its retrier.
+ */
 export function isFenced(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
-    const { type, name, message } = e as { type?: string; name?: string; message?: string };
-    if (
-      type === "INVALID_PRODUCER_EPOCH" ||
-      type === "PRODUCER_FENCED" ||
-      name === "KafkaJSProducerFencedError" ||
-      /fenced|epoch/i.test(message ?? "")
-    ) {
-      return true;
-    }
-    e = (e as { cause?: unknown; originalError?: unknown }).originalError ?? (e as { cause?: unknown }).cause;
+    const { type } = e as { type?: string };
+    if (type === "INVALID_PRODUCER_EPOCH" || type === "PRODUCER_FENCED") return true;
+    e = (e as { originalError?: unknown }).originalError ?? (e as { cause?: unknown }).cause;
   }
   return false;
 }
@@ -80,7 +78,14 @@ export function createTransactionalWriter(options: TransactionalWriterOptions): 
   let producer = newProducer();
 
   return {
-    init: () => producer.connect(),
+    async init() {
+      await producer.connect();
+      // kafkajs initialises the transactional id (InitProducerId) only when a first transaction begins, not
+      // on connect: begin one now and abort it empty (no request), so the previous owner is fenced, and its
+      // open transaction ended by the broker, before the ledger is read.
+      const transaction = await producer.transaction();
+      await transaction.abort();
+    },
     async write({ topicMessages, offset }) {
       const transaction = await producer.transaction();
       try {

@@ -135,6 +135,8 @@ interface HarnessOptions {
   readonly readLedger?: (partition: number) => Promise<LedgerEntry[]>;
   readonly rebuildAfterFailures?: number;
   readonly configureWriter?: (writer: FakeWriter) => void;
+  /** The group's committed offset per partition, as read after fencing. */
+  readonly committed?: Readonly<Record<number, string>>;
 }
 
 function harness(options: HarnessOptions = {}) {
@@ -145,6 +147,7 @@ function harness(options: HarnessOptions = {}) {
   const files = new Map<string, FeatureRow[]>();
   const rowsRead: string[] = [];
   const lettersPassed: DeadLetter[][] = [];
+  const seeks: Array<{ partition: number; offset: string }> = [];
   const coordinator = createCoordinator({
     inputTopic: IN,
     ledgerTopic: LEDGER,
@@ -160,6 +163,14 @@ function harness(options: HarnessOptions = {}) {
       log.push(`read ledger ${partition}`);
       if (options.readLedger) return options.readLedger(partition);
       return options.ledger?.[partition] ?? [];
+    },
+    readCommittedOffset: async (partition) => {
+      log.push(`read committed ${partition}`);
+      return options.committed?.[partition];
+    },
+    seek: (partition, offset) => {
+      log.push(`seek ${partition} ${offset}`);
+      seeks.push({ partition, offset });
     },
     encodePrediction: async (record) => Buffer.from(JSON.stringify(record)),
     deadLetterMessages: (letters) => {
@@ -252,6 +263,7 @@ function harness(options: HarnessOptions = {}) {
     eventsOf,
     rowsRead,
     lettersPassed,
+    seeks,
   };
 }
 
@@ -329,7 +341,7 @@ describe("coordinator: assign", () => {
     expect(h.coordinator.epochOf(0)).toBeUndefined();
 
     init.resolve();
-    await eventually(() => expect(h.log).toEqual(["init 0", "read ledger 0"]));
+    await eventually(() => expect(h.log).toEqual(["init 0", "read ledger 0", "read committed 0"]));
     expect(h.coordinator.track(src(0, 0))).toBe("not_ready");
     expect(h.coordinator.epochOf(0)).toBeUndefined();
 
@@ -379,7 +391,7 @@ describe("coordinator: assign", () => {
     });
     await h.coordinator.assign([3]);
     expect(h.writer(3).inits).toBe(2);
-    expect(h.log).toEqual(["init 3", "init 3", "read ledger 3"]);
+    expect(h.log).toEqual(["init 3", "init 3", "read ledger 3", "read committed 3"]);
     expect(h.eventsOf("write_failed")).toEqual([
       {
         type: "write_failed",
@@ -392,21 +404,24 @@ describe("coordinator: assign", () => {
     expect(h.coordinator.epochOf(3)).toEqual(expect.any(Number));
   });
 
-  it("leaves a partition whose ledger cannot be read not ready, and says so", async () => {
+  it("keeps a partition whose ledger cannot be read not ready while it retries, and says so each time", async () => {
     const h = harness({ readLedger: async () => Promise.reject(new Error("ledger unreadable")) });
-    expect(await h.coordinator.assign([2])).toEqual([]);
+    const assigning = h.coordinator.assign([2]);
+    await eventually(() => expect(h.eventsOf("write_failed").length).toBeGreaterThanOrEqual(2));
     expect(h.coordinator.epochOf(2)).toBeUndefined();
     expect(h.coordinator.track(src(2, 0))).toBe("not_ready");
-    expect(h.eventsOf("write_failed")).toEqual([
-      {
-        type: "write_failed",
-        partition: 2,
-        what: "assignment",
-        attempt: 1,
-        error: new Error("ledger unreadable"),
-      },
-    ]);
+    expect(h.eventsOf("write_failed")[0]).toEqual({
+      type: "write_failed",
+      partition: 2,
+      what: "reading the ledger",
+      attempt: 1,
+      error: new Error("ledger unreadable"),
+    });
     expect(h.eventsOf("partition_loaded")).toEqual([]);
+    // Shutdown ends the retries: the partition stays not ready, nothing more is tried.
+    h.coordinator.stop();
+    expect(await assigning).toEqual([]);
+    expect(h.coordinator.epochOf(2)).toBeUndefined();
   });
 });
 
@@ -1191,5 +1206,56 @@ describe("coordinator: stop", () => {
     await h.coordinator.settleInvalid([invalidLetter(0, 2, "malformed_json")]);
     await h.coordinator.flushCommits();
     expect(w.attempts).toHaveLength(tried);
+  });
+});
+
+describe("coordinator: taking a partition over", () => {
+  it("fences, then reads the ledger and the committed offset, then seeks there; earlier offsets are not taken", async () => {
+    const h = harness({ committed: { 0: "5" } });
+    await h.coordinator.assign([0]);
+    const fenced = h.log.indexOf("init 0");
+    expect(fenced).toBeGreaterThanOrEqual(0);
+    expect(h.log.indexOf("read committed 0")).toBeGreaterThan(fenced);
+    expect(h.log.indexOf("read ledger 0")).toBeGreaterThan(fenced);
+    expect(h.seeks).toEqual([{ partition: 0, offset: "5" }]);
+    // A fetch started before the seek delivers offsets the previous owner already committed: skipped.
+    expect(h.coordinator.track({ topic: IN, partition: 0, offset: "4", timestampMs: 1 })).toBe("duplicate");
+    expect(h.coordinator.track({ topic: IN, partition: 0, offset: "5", timestampMs: 1 })).toBe("fresh");
+  });
+
+  it("does not seek a partition the group never committed", async () => {
+    const h = harness();
+    await h.coordinator.assign([1]);
+    expect(h.seeks).toEqual([]);
+    expect(h.coordinator.track({ topic: IN, partition: 1, offset: "0", timestampMs: 1 })).toBe("fresh");
+  });
+
+  it("retries a failed ledger read instead of leaving the partition dead", async () => {
+    let reads = 0;
+    const h = harness({
+      readLedger: async () => {
+        reads++;
+        if (reads < 3) throw new Error("leader moved");
+        return [];
+      },
+    });
+    await h.coordinator.assign([0]);
+    expect(reads).toBe(3);
+    expect(h.coordinator.epochOf(0)).toBeDefined();
+    expect(h.coordinator.unusableSinceMs()).toBeUndefined();
+  });
+
+  it("reports a fenced partition that is still assigned as unusable, for /readyz", async () => {
+    const h = harness();
+    await h.coordinator.assign([0]);
+    expect(h.coordinator.unusableSinceMs()).toBeUndefined();
+    h.writer(0).failures.push(fencedError());
+    h.fetch(0, 0);
+    const b = h.batch("b-f", [member(0, 0)]);
+    await h.coordinator.settleBatch(h.ownedRun(b, 0), scored(b, "job-f"));
+    expect(h.coordinator.unusableSinceMs()).toEqual(expect.any(Number));
+    // Revoked by the group: no longer this member's concern.
+    h.coordinator.revoke([0]);
+    expect(h.coordinator.unusableSinceMs()).toBeUndefined();
   });
 });

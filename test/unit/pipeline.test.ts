@@ -205,6 +205,10 @@ class FakeCoordinator implements Coordinator {
     this.events -= result.batch.members.filter((m) => this.owns(run, m.source.partition)).length;
   }
 
+  unusableSinceMs(): number | undefined {
+    return undefined;
+  }
+
   inFlight(): number {
     return this.inFlightOverride ?? this.events;
   }
