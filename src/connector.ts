@@ -148,6 +148,7 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
             groupId: config.consumer.groupId,
             inputTopic: config.consumer.topic,
             partition,
+            ledgerTopic: config.delivery.ledgerTopic,
           })
         : createAtLeastOnceWriter({
             send: (topicMessages) => publisher.send(topicMessages),

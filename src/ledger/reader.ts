@@ -38,7 +38,13 @@ export function createLedgerReader(options: LedgerReaderOptions): LedgerReader {
     for (const waiter of waiters) waiter();
   };
 
+  /** Per partition: the next offset whose record has not been applied yet (records only, as read). */
+  const applied = new Map<number, bigint>();
+
   consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+    // A fetch with nothing at or past the fetched offset reports lastOffset = high watermark - 1 (kafkajs's
+    // Batch.lastOffset) though nothing up to there was read: only batches that held records count.
+    if (payload.firstOffset === null || payload.firstOffset === undefined) return;
     const next = BigInt(payload.lastOffset) + 1n;
     if (next > (positions.get(payload.partition) ?? 0n)) positions.set(payload.partition, next);
     wake();
@@ -80,9 +86,10 @@ export function createLedgerReader(options: LedgerReaderOptions): LedgerReader {
           }
           // A rejoin of the reader's own group (coordinator moved, rebalance) replays from the beginning:
           // what was already read must not overwrite newer states or bring back tombstoned keys.
-          const next = positions.get(batch.partition) ?? 0n;
+          const next = applied.get(batch.partition) ?? 0n;
           for (const message of batch.messages) {
             if (BigInt(message.offset) < next) continue;
+            applied.set(batch.partition, BigInt(message.offset) + 1n);
             const key = message.key?.toString("utf8");
             if (key === undefined) continue;
             if (message.value === null) {

@@ -64,7 +64,12 @@ export interface TransactionalWriterOptions {
   readonly groupId: string;
   readonly inputTopic: string;
   readonly partition: number;
+  /** The job ledger: its partition of the same number is written to at initialisation (see init). */
+  readonly ledgerTopic: string;
 }
+
+/** The ledger key of the initialisation tombstone; the ledger reader ignores it like any deleted key. */
+export const FENCE_KEY = "__fence";
 
 export function createTransactionalWriter(options: TransactionalWriterOptions): OutcomeWriter {
   const newProducer = (): Producer =>
@@ -80,11 +85,23 @@ export function createTransactionalWriter(options: TransactionalWriterOptions): 
   return {
     async init() {
       await producer.connect();
-      // kafkajs initialises the transactional id (InitProducerId) only when a first transaction begins, not
-      // on connect: begin one now and abort it empty (no request), so the previous owner is fenced, and its
-      // open transaction ended by the broker, before the ledger is read.
+      // kafkajs initialises the transactional id (InitProducerId, which fences the previous owner) only when
+      // a first transaction begins, not on connect. And the broker may answer it before the previous owner's
+      // last transaction is complete (its commit markers still being written). So: one transaction now, with
+      // a tombstone of a key nobody uses on the ledger partition. It can only commit after the previous
+      // owner's last transaction has ended, and once it has, everything that one committed is below the
+      // ledger partition's last stable offset, where the ledger read that follows reads up to.
       const transaction = await producer.transaction();
-      await transaction.abort();
+      try {
+        await transaction.send({
+          topic: options.ledgerTopic,
+          messages: [{ key: FENCE_KEY, value: null, partition: options.partition }],
+        });
+        await transaction.commit();
+      } catch (error) {
+        if (transaction.isActive()) await transaction.abort().catch(() => {});
+        throw error;
+      }
     },
     async write({ topicMessages, offset }) {
       const transaction = await producer.transaction();

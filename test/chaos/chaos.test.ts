@@ -19,6 +19,13 @@ afterEach(async () => {
 
 function report(name: string, mode: Mode, accounting: Accounting): void {
   console.log(`[chaos] ${mode} | ${name} | ${JSON.stringify(accounting)}`);
+  if (accounting.duplicated && world) {
+    // What the connectors said about writes, for the record of a failure.
+    for (const proc of world.processes) {
+      const lines = proc.logs.filter((l) => /write|fenced|taken over|abandon|failed/i.test(String(l.msg)));
+      console.log(`[chaos] ${proc.name}: ${JSON.stringify(lines.slice(0, 40))}`);
+    }
+  }
 }
 
 function expectAccounted(mode: Mode, a: Accounting, maxJobsPerBatch = 1): void {
