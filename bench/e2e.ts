@@ -15,6 +15,7 @@
  * The stack is started under the name "bench" on free ports and stopped at the end, on error and on
  * Ctrl-C too; every wait is bounded.
  */
+import "../src/kafka/abortedTransactionsOrder.ts"; // before kafkajs: its read_committed filter, fixed
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector";

@@ -9,6 +9,7 @@
  * Either way it ends with a summary of the connector's own metrics, read from its /metrics before it stops.
  */
 import "../scripts/requireNode.cjs"; // first: stops on a too-old Node before anything else loads
+import "../src/kafka/abortedTransactionsOrder.ts"; // before kafkajs: its read_committed filter, fixed
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";

@@ -14,6 +14,7 @@ import type { Config } from "./config/index.ts";
 import { createEventDecoder } from "./consumer/decode.ts";
 import { createInputConsumer } from "./consumer/inputConsumer.ts";
 import { createEventValidator } from "./consumer/validate.ts";
+import { abortedTransactionsOrdered } from "./kafka/abortedTransactionsOrder.ts";
 import { createKafkaClient } from "./kafka/client.ts";
 import { checkSchemaRegistry, createSchemaRegistry } from "./kafka/schemaRegistry.ts";
 import { ensureLedgerTopic, ensureTopics, maxRecordBytes } from "./kafka/topics.ts";
@@ -90,6 +91,9 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
   const logger = deps.logger ?? createLogger(config.observability.logLevel);
   const metrics = createMetrics(deps.metricsRegistry ?? new Registry());
   const instrument = createInstrumentation(metrics, logger);
+  if (!abortedTransactionsOrdered()) {
+    logger.warn("kafkajs loaded before its read_committed fix (src/kafka/abortedTransactionsOrder.ts)");
+  }
 
   // Clients of the services outside.
   const credential = deps.credential ?? createCredential(config.credential);

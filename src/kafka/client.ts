@@ -1,3 +1,4 @@
+import "./abortedTransactionsOrder.ts"; // before kafkajs: its read_committed filter, fixed
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";

@@ -1,3 +1,4 @@
+import "./abortedTransactionsOrder.ts"; // before kafkajs: its read_committed filter, fixed
 import kafkajs, { type Admin } from "kafkajs";
 import type { TopicSettings } from "./settings.ts";
 

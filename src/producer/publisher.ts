@@ -1,3 +1,4 @@
+import "../kafka/abortedTransactionsOrder.ts"; // before kafkajs: its read_committed filter, fixed
 import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs";
 import { DEFAULT_DEAD_LETTER_MAX_BYTES, type DeadLetter, deadLetterMessage } from "./deadLetter.ts";
 import type { PredictionEncoder, PredictionRecord } from "./predictionRecord.ts";

@@ -1,3 +1,4 @@
+import "../../src/kafka/abortedTransactionsOrder.ts"; // before kafkajs: its read_committed filter, fixed
 import { randomBytes } from "node:crypto";
 import { Kafka, logLevel } from "kafkajs";
 import { inject } from "vitest";

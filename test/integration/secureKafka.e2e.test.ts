@@ -5,6 +5,7 @@
  * out, read back through the same listener. Failures must say what they are (authentication, TLS) and never
  * show a password.
  */
+import "../../src/kafka/abortedTransactionsOrder.ts"; // before kafkajs: its read_committed filter, fixed
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
