@@ -33,6 +33,32 @@ function openssl(args: readonly string[], cwd: string): void {
   }
 }
 
+/** A self-signed CA, ca.pem and ca.key, in `dir`. */
+function createCa(dir: string, subject: string): void {
+  openssl(
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+      "-days",
+      "30",
+      "-subj",
+      subject,
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+    ],
+    dir,
+  );
+}
+
 /**
  * Makes (or, when `dir` already holds them, reuses) a CA and a broker certificate for `localhost` and
  * `127.0.0.1`, and the broker's PKCS12 keystore.
@@ -59,27 +85,7 @@ export function ensureBrokerCertificates(dir: string): BrokerCertificates {
     ].join("\n"),
   );
   const days = ["-days", "30"];
-  openssl(
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      ...days,
-      "-subj",
-      `/CN=forecast-connector local CA ${randomBytes(4).toString("hex")}`,
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
-    ],
-    dir,
-  );
+  createCa(dir, `/CN=forecast-connector local CA ${randomBytes(4).toString("hex")}`);
   openssl(
     [
       "req",
@@ -141,28 +147,7 @@ export function ensureBrokerCertificates(dir: string): BrokerCertificates {
 export function createUnrelatedCa(dir: string): { caFile: string; caKeyFile: string } {
   requireProgram("openssl", "version", OPENSSL_HINT);
   mkdirSync(dir, { recursive: true });
-  openssl(
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      "-days",
-      "30",
-      "-subj",
-      "/CN=an unrelated CA",
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
-    ],
-    dir,
-  );
+  createCa(dir, "/CN=an unrelated CA");
   return { caFile: join(dir, "ca.pem"), caKeyFile: join(dir, "ca.key") };
 }
 

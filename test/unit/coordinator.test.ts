@@ -4,7 +4,7 @@
  * batch store, and the real offset tracker and retry policy (1-2 ms waits). Ledger records are decoded from
  * the recorded writes with decodeLedgerEntry, so what is asserted is what Kafka would be sent.
  */
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { decodeLedgerEntry, type LedgerEntry } from "../../src/ledger/record.ts";
 import {
   BatchDroppedError,
@@ -17,31 +17,13 @@ import type { DeadLetter, DeadLetterReason } from "../../src/producer/deadLetter
 import type { OutcomeWrite, OutcomeWriter } from "../../src/producer/outcomeWriter.ts";
 import { createRetryPolicy } from "../../src/retry.ts";
 import type { BatchMember, BatchResult, FeatureRow, SourceRef, UploadedBatch } from "../../src/types.ts";
+import { deferred, eventually, idle } from "../helpers/async.ts";
 
 const IN = "feature-events";
 const LEDGER = "fc.ledger";
 const RESULTS = "forecasts";
 const DLQ = "feature-events.dlq";
 const PREDICTED_AT = new Date("2026-01-02T03:04:05.000Z");
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
-const idle = (ms = 20) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const eventually = <T>(check: () => T) => vi.waitFor(check, { timeout: 2000, interval: 1 });
 
 /** Kafka's error for a producer another one with the same transactional id has fenced. */
 function fencedError(): Error {

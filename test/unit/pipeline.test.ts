@@ -4,7 +4,7 @@
  * the tests control, a fake consumer recording pause/resume, the real batch policy and batcher, and the real
  * retry policy (1-2 ms waits). The coordinator itself is covered in coordinator.test.ts.
  */
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { createBatchPolicy } from "../../src/batcher/index.ts";
 import { type EventDecoder, RegistryUnavailableError } from "../../src/consumer/decode.ts";
 import type { InputMessage } from "../../src/consumer/inputConsumer.ts";
@@ -27,27 +27,9 @@ import { createPipeline, type Pipeline, type PipelineEvent } from "../../src/pip
 import type { DeadLetter } from "../../src/producer/deadLetter.ts";
 import { createRetryPolicy } from "../../src/retry.ts";
 import type { BatchMember, BatchResult, SealedBatch, SourceRef, UploadedBatch } from "../../src/types.ts";
+import { type Deferred, deferred, eventually, idle } from "../helpers/async.ts";
 
 const IN = "feature-events";
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
-const idle = (ms = 20) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const eventually = <T>(check: () => T) => vi.waitFor(check, { timeout: 2000, interval: 1 });
 
 const src = (partition: number, offset: number): SourceRef => ({
   topic: IN,
