@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createEventDecoder, RegistryUnavailableError } from "../../src/consumer/decode.ts";
 import { createEventValidator, type InvalidReason, type Validation } from "../../src/consumer/validate.ts";
+import { ResponseError, wire } from "../helpers/registryWire.ts";
 
 const FEATURES = [1, 2.5, -3, 0, 4e-3, 5, 6, 7, 8, 9, 10, 11, 12.25];
 const SCHEMA_ID = 7;
@@ -21,24 +22,6 @@ const FEATURE_EVENT = avro.Type.forSchema({
     { name: "features", type: { type: "array", items: "double" } },
   ],
 });
-
-/** Shaped like the registry client's ResponseError (mappersmith's error middleware): a name and a status. */
-class ResponseError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(`Confluent_Schema_Registry - ${message}`);
-    this.name = "ResponseError";
-    this.status = status;
-  }
-}
-
-/** The Confluent wire format: magic byte 0, the schema id as a 4-byte big-endian int, then the Avro body. */
-function wire(schemaId: number, body: Buffer): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt8(0, 0);
-  header.writeInt32BE(schemaId, 1);
-  return Buffer.concat([header, body]);
-}
 
 function avroEvent(value: { store_id: string; features: number[] }, schemaId = SCHEMA_ID): Buffer {
   return wire(schemaId, FEATURE_EVENT.toBuffer(value));

@@ -27,6 +27,7 @@ import {
   type ParsePredictionsOptions,
   parsePredictions,
 } from "../../src/results/parsePredictions.ts";
+import { ResponseError, wire } from "../helpers/registryWire.ts";
 
 const SEED = 0x5eed_2024;
 /** Generous per-test timeout: the properties themselves aim at well under a second each. */
@@ -147,23 +148,6 @@ const SCHEMAS: ReadonlyArray<readonly [number, AvroSchema]> = [
 ];
 const TYPES = new Map(SCHEMAS.map(([id, schema]) => [id, avro.Type.forSchema(schema)]));
 const KNOWN_IDS = SCHEMAS.map(([id]) => id);
-
-/** Shaped like the registry client's ResponseError (mappersmith's error middleware): a name and a status. */
-class ResponseError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(`Confluent_Schema_Registry - ${message}`);
-    this.name = "ResponseError";
-    this.status = status;
-  }
-}
-
-/** The Confluent wire format: magic byte 0, the schema id as a 4-byte big-endian int, then the Avro body. */
-function wire(schemaId: number, body: Uint8Array): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeInt32BE(schemaId, 1);
-  return Buffer.concat([header, body]);
-}
 
 function avroBody(schemaId: number, value: unknown): Buffer {
   const type = TYPES.get(schemaId);
