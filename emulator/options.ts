@@ -4,6 +4,14 @@
  * `setFaults` or from the admin API.
  */
 
+import {
+  type Authenticator,
+  createEntraAuthenticator,
+  type EntraAuthOptions,
+  predicateAuthenticator,
+  type TokenApi,
+} from "./auth.ts";
+
 /** Which requests a request-level fault applies to: POST /jobs, GET /jobs/{name}, or both. */
 export type FaultTarget = "submit" | "status" | "any";
 
@@ -104,6 +112,11 @@ export interface EmulatorOptions {
   readonly seed?: number;
   /** Decides whether a bearer token is accepted (a rejected one gets 401). Default: any non-empty token. */
   readonly acceptToken?: (token: string) => boolean;
+  /**
+   * Validate tokens as Entra-protected Azure APIs do (signature against the authority's keys, audience per API,
+   * issuer, expiry): see auth.ts. Takes the place of acceptToken. Default: not set (any non-empty token).
+   */
+  readonly auth?: EntraAuthOptions;
 }
 
 export interface ResolvedEmulatorOptions {
@@ -116,7 +129,10 @@ export interface ResolvedEmulatorOptions {
   readonly runMs: number;
   readonly faults: EmulatorFaults;
   readonly seed: number;
-  readonly acceptToken: (token: string) => boolean;
+  /** Checks a request's bearer token for the API it calls (from `auth`, or else `acceptToken`). */
+  readonly authenticate: Authenticator["authenticate"];
+  /** The authority named in 401 challenges, when `auth` is set. */
+  readonly authority: string | undefined;
 }
 
 export const EMULATOR_DEFAULTS = Object.freeze({
@@ -140,6 +156,7 @@ const OPTION_KEYS = new Set([
   "faults",
   "seed",
   "acceptToken",
+  "auth",
 ]);
 
 /** Validates the options once, fills in the defaults and freezes the result. Throws TypeError/RangeError naming the option. */
@@ -183,6 +200,17 @@ export function resolveEmulatorOptions(options: EmulatorOptions): ResolvedEmulat
   checkInteger(seed, "options.seed", Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const acceptToken = o.acceptToken ?? (() => true);
   if (typeof acceptToken !== "function") throw new TypeError("options.acceptToken must be a function");
+  if (o.auth !== undefined && o.acceptToken !== undefined) {
+    throw new TypeError("options.auth and options.acceptToken are exclusive: give one");
+  }
+  if (
+    o.auth !== undefined &&
+    (!isObject(o.auth) || typeof o.auth.authority !== "string" || typeof o.auth.tenantId !== "string")
+  ) {
+    throw new TypeError("options.auth must be an object with an authority URL and a tenantId");
+  }
+  const authenticator =
+    o.auth === undefined ? predicateAuthenticator(acceptToken) : createEntraAuthenticator(o.auth);
   const faults = validateFaults(o.faults ?? {}, "options.faults");
   return Object.freeze({
     host,
@@ -194,7 +222,8 @@ export function resolveEmulatorOptions(options: EmulatorOptions): ResolvedEmulat
     runMs,
     faults,
     seed,
-    acceptToken,
+    authenticate: (token: string, api: TokenApi) => authenticator.authenticate(token, api),
+    authority: o.auth?.authority.replace(/\/+$/, ""),
   });
 }
 

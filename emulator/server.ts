@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { BlobServiceClient } from "@azure/storage-blob";
 import type { KnownJobStatus } from "../src/types.ts";
+import { bearerChallenge, type TokenApi } from "./auth.ts";
 import { createFaultDecider, type RequestKind } from "./faults.ts";
 import { createJobStore, type JobRecord, type JobSnapshot } from "./jobs.ts";
 import { type EmulatorFaults, type EmulatorOptions, resolveEmulatorOptions } from "./options.ts";
@@ -37,10 +38,12 @@ const MAX_BODY_BYTES = 1024 * 1024;
 class HttpError extends Error {
   readonly statusCode: number;
   readonly code: string;
-  constructor(statusCode: number, code: string, message: string) {
+  readonly headers: Record<string, string>;
+  constructor(statusCode: number, code: string, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.statusCode = statusCode;
     this.code = code;
+    this.headers = headers;
   }
 }
 
@@ -84,12 +87,20 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     res: ServerResponse,
     kind: RequestKind,
     jobName = "",
+    api: TokenApi = "data-plane",
   ): Promise<void> {
     const token = /^Bearer\s+(\S.*)$/i.exec(req.headers.authorization ?? "")?.[1]?.trim();
     if (token === undefined || token === "") {
-      throw new HttpError(401, "Unauthorized", "an Authorization: Bearer <token> header is required");
+      throw new HttpError(401, "Unauthorized", "an Authorization: Bearer <token> header is required", {
+        "WWW-Authenticate": bearerChallenge(config.authority),
+      });
     }
-    if (!config.acceptToken(token)) throw new HttpError(401, "Unauthorized", "the bearer token was rejected");
+    const decision = await config.authenticate(token, api);
+    if (!decision.ok) {
+      throw new HttpError(401, "Unauthorized", decision.description, {
+        "WWW-Authenticate": bearerChallenge(config.authority, decision.description),
+      });
+    }
 
     const fault = faults.decideRequest(kind);
     if (fault?.type === "dropConnection") {
@@ -194,9 +205,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     handle(req, res).catch((error: unknown) => {
       if (res.headersSent || res.destroyed) return;
       if (error instanceof HttpError) {
-        const headers: Record<string, string> =
-          error.statusCode === 401 ? { "WWW-Authenticate": "Bearer" } : {};
-        send(res, error.statusCode, errorBody(error.code, error.message), headers);
+        send(res, error.statusCode, errorBody(error.code, error.message), error.headers);
       } else {
         send(res, 500, errorBody("InternalServerError", `emulator error: ${String(error)}`));
       }

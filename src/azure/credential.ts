@@ -15,7 +15,17 @@ export function createLocalDevCredential(lifetimeMs = 60 * 60 * 1000): TokenCred
   };
 }
 
-/** The credential the connector uses for the endpoint and (with an account URL) for Blob Storage. */
+/**
+ * The credential the connector uses for the endpoint and (with an account URL) for Blob Storage.
+ * DefaultAzureCredential reads its environment itself (README.md, Credentials): AZURE_FEDERATED_TOKEN_FILE with
+ * AZURE_CLIENT_ID and AZURE_TENANT_ID (workload identity), AZURE_CLIENT_SECRET (a service principal), or a managed
+ * identity; AZURE_AUTHORITY_HOST names another cloud's authority. MSAL asks the public cloud's instance discovery
+ * about an authority host it does not know; disableInstanceDiscovery trusts the host as configured instead (the
+ * option @azure/identity offers for private and disconnected authorities).
+ */
 export function createCredential(settings: CredentialSettings): TokenCredential {
-  return settings.kind === "local-dev" ? createLocalDevCredential() : new DefaultAzureCredential();
+  if (settings.kind === "local-dev") return createLocalDevCredential();
+  return new DefaultAzureCredential(
+    settings.disableInstanceDiscovery ? { disableInstanceDiscovery: true } : {},
+  );
 }

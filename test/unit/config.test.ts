@@ -84,6 +84,7 @@ const FULL: NodeJS.ProcessEnv = {
   FC_ENDPOINT_DEPLOYMENT: "blue",
   FC_ENDPOINT_TOKEN_SCOPE: "api://forecast/.default",
   FC_AZURE_CREDENTIAL: "local-dev",
+  FC_AZURE_DISABLE_INSTANCE_DISCOVERY: "true",
   FC_ENDPOINT_OUTPUT_DATASTORE: "my_datastore",
   FC_HTTP_MAX_RETRIES: "2",
   FC_HTTP_RETRY_DELAY_MS: "10",
@@ -147,6 +148,7 @@ const DOCUMENTED = [
   "FC_ENDPOINT_DEPLOYMENT",
   "FC_ENDPOINT_TOKEN_SCOPE",
   "FC_AZURE_CREDENTIAL",
+  "FC_AZURE_DISABLE_INSTANCE_DISCOVERY",
   "FC_ENDPOINT_OUTPUT_DATASTORE",
   "FC_HTTP_MAX_RETRIES",
   "FC_HTTP_RETRY_DELAY_MS",
@@ -247,7 +249,7 @@ describe("loadConfig: defaults", () => {
       maxRetryDelayInMs: 60000,
       requestTimeoutInMs: 30000,
     });
-    expect(config.credential).toEqual({ kind: "default" });
+    expect(config.credential).toEqual({ kind: "default", disableInstanceDiscovery: false });
     expect(config.poller).toEqual({ pollIntervalMs: 30000 });
     expect(config.jobs).toEqual({
       jobTimeoutMs: 3600000,
