@@ -29,3 +29,17 @@ export function createCredential(settings: CredentialSettings): TokenCredential 
     settings.disableInstanceDiscovery ? { disableInstanceDiscovery: true } : {},
   );
 }
+
+/**
+ * The start-up check of the credential: a token for `scope` (the endpoint's), so that a wrong secret, an
+ * unmatched federated credential or a missing identity stops start-up naming the credential rather than failing
+ * the first job. Returns the problems as lines (the credential's own message, which never holds a secret).
+ */
+export async function credentialProblems(credential: TokenCredential, scope: string): Promise<string[]> {
+  try {
+    const token = await credential.getToken(scope);
+    return token ? [] : [`Entra credential: no token for ${scope}`];
+  } catch (error) {
+    return [`Entra credential: no token for ${scope}: ${(error as Error).message}`];
+  }
+}

@@ -145,7 +145,8 @@ export async function createWorld(options: WorldOptions) {
     blobProxy = await switchableProxy(endpoint.hostname, Number(endpoint.port));
     blobConnectionString = stack.blobConnectionString.replace(
       /BlobEndpoint=[^;]+/,
-      `BlobEndpoint=http://127.0.0.1:${blobProxy.port}${endpoint.pathname}`,
+      // A TCP proxy: TLS (Azurite serves HTTPS on the local stack) passes through it.
+      `BlobEndpoint=${endpoint.protocol}//127.0.0.1:${blobProxy.port}${endpoint.pathname}`,
     );
   }
 

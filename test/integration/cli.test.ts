@@ -16,7 +16,12 @@ interface Run {
 
 function runCli(env: Record<string, string>): Run {
   const child = spawn(process.execPath, [CLI, "run"], {
-    env: { PATH: process.env.PATH ?? "", ...env },
+    // NODE_EXTRA_CA_CERTS: the local stack's Azurite serves HTTPS with the tests' CA (globalSetup.ts).
+    env: {
+      PATH: process.env.PATH ?? "",
+      ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
