@@ -92,7 +92,7 @@ describe("forecast-connector run", () => {
 
       const stopAsked = Date.now();
       run.child.kill("SIGTERM");
-      expect(await run.exitCode).toBe(0);
+      expect(await run.exitCode, run.output()).toBe(0);
       // FC_SHUTDOWN_TIMEOUT_MS (3 s) for work in flight plus the consumer leaving its group.
       expect(Date.now() - stopAsked).toBeLessThan(15_000);
       expect(run.output()).toContain('"msg":"stopped"');
