@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { createEmulator } from "../../emulator/index.ts";
 import { AZURITE_ACCOUNT_KEY } from "../../stack/src/azurite.ts";
+import { freePort } from "../../stack/src/processes.ts";
 import {
   type DeadLetterRecord,
   expectedPrediction,
@@ -289,14 +290,21 @@ describe("credentials never leak", () => {
   });
 
   it.each(["client-secret", "workload-identity"] as const)(
-    "a full CLI run at debug level (%s) logs no secret, assertion, token, account key or signature, nor do its dead letters",
+    "a full CLI run at debug level (%s) logs no secret, assertion, token, account key or signature, nor do its metrics or dead letters",
     async (credential) => {
       const h = await startHarness({ credential, storage: "identity", startConnector: false });
       harness = h;
       const identity = h.identity;
       if (identity === undefined) throw new Error("the harness started no token service");
       // The Azure SDK's own log too, at its most talkative (request lines, MSAL, retries), on stderr.
-      const run = runCli({ ...h.env, ...identity.env, FC_LOG_LEVEL: "debug", AZURE_LOG_LEVEL: "verbose" });
+      const httpPort = String(await freePort());
+      const run = runCli({
+        ...h.env,
+        ...identity.env,
+        FC_HTTP_PORT: httpPort,
+        FC_LOG_LEVEL: "debug",
+        AZURE_LOG_LEVEL: "verbose",
+      });
       let output = "";
       try {
         const sent = validEvents(60);
@@ -305,6 +313,8 @@ describe("credentials never leak", () => {
         expectPredictions(await h.readPredictions(sent.length), sent);
         const deadLetters = await h.readAllDeadLetters();
         expectDeadLetters(deadLetters);
+        const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+        expect(metrics).toContain("forecast_connector_token_renewals_total");
         run.child.kill("SIGTERM");
         expect(await run.exitCode).toBe(0);
         output = run.output();
@@ -331,10 +341,11 @@ describe("credentials never leak", () => {
         ];
         for (const [what, value] of secrets) {
           expect(output.includes(value), `${what} in the connector's output`).toBe(false);
+          expect(metrics.includes(value), `${what} in the metrics`).toBe(false);
           expect(deadLetterText.includes(value), `${what} in a dead letter`).toBe(false);
         }
         // Nor a SAS signature or a bearer header of any kind.
-        for (const text of [output, deadLetterText]) {
+        for (const text of [output, deadLetterText, metrics]) {
           expect(text).not.toMatch(/[?&]sig=/i);
           expect(text).not.toMatch(/Bearer\s+[A-Za-z0-9_-]{20,}/);
           expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.eyJ/);

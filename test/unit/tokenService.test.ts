@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { getCACertificates, setDefaultCACertificates } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { bearerChallenge, createEntraAuthenticator } from "../../emulator/auth.ts";
+import { resolveEmulatorOptions } from "../../emulator/options.ts";
 import { createCredential } from "../../src/azure/credential.ts";
 import { ensureServerCertificates } from "../../stack/src/certificates.ts";
 import { createSigningKey, decodeJwt } from "../../stack/src/jwt.ts";
@@ -390,5 +391,32 @@ describe("emulator token validation", () => {
       'Bearer authorization_uri="https://login.example/t"',
     );
     expect(bearerChallenge(undefined)).toBe("Bearer");
+  });
+
+  it("the emulator takes auth or acceptToken, not both, and authenticates through the one given", async () => {
+    const base = { blobConnectionString: "UseDevelopmentStorage=true" };
+    expect(() =>
+      resolveEmulatorOptions({
+        ...base,
+        acceptToken: () => true,
+        auth: { authority: service.authority, tenantId: TENANT },
+      }),
+    ).toThrow(/auth and options.acceptToken are exclusive/);
+    expect(() =>
+      resolveEmulatorOptions({ ...base, auth: { authority: "http://plain", tenantId: TENANT } }),
+    ).toThrow(/https URL/);
+    const open = resolveEmulatorOptions(base);
+    expect(open.authority).toBeUndefined();
+    expect(await open.authenticate("anything", "arm")).toEqual({ ok: true });
+    const strict = resolveEmulatorOptions({
+      ...base,
+      auth: { authority: `${service.authority}/`, tenantId: TENANT },
+    });
+    expect(strict.authority).toBe(service.authority);
+    expect(await strict.authenticate("anything", "data-plane")).toEqual({
+      ok: false,
+      description: "The token is not a JWT",
+    });
+    expect(await strict.authenticate(await secretToken(ML), "data-plane")).toEqual({ ok: true });
   });
 });
