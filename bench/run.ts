@@ -15,7 +15,7 @@
  * never mix; each has a time limit, after which it is stopped. The run exits non-zero when any benchmark
  * failed or overran: never because of a figure (speed is reported, not asserted).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
@@ -122,20 +122,24 @@ const started = Date.now();
 const results: string[][] = [];
 const benches: Record<string, { status: string; seconds: number; figures?: unknown }> = {};
 let failed = false;
-if (selected.some((b) => b.part === "e2e")) {
-  console.log('\nstarting the local stack (name "bench")...');
-  try {
-    stack = await startStack({ name: "bench", ports: await freeStackPorts() });
-    console.log(
-      `stack up in ${num((Date.now() - started) / 1000, 1)} s (${relative(process.cwd(), stack.dir)})`,
-    );
-  } catch (error) {
-    console.log(`! the local stack did not start: ${(error as Error).message}`);
-    failed = true;
-  }
-}
+let stackTried = false;
 for (const bench of selected) {
   if (interrupted) break;
+  // Started before the first benchmark that needs it: the in-process ones run beside no idle broker.
+  if (bench.part === "e2e" && !stackTried) {
+    stackTried = true;
+    console.log('\nstarting the local stack (name "bench")...');
+    const stackStarted = Date.now();
+    try {
+      stack = await startStack({ name: "bench", ports: await freeStackPorts() });
+      console.log(
+        `stack up in ${num((Date.now() - stackStarted) / 1000, 1)} s (${relative(process.cwd(), stack.dir)})`,
+      );
+    } catch (error) {
+      console.log(`! the local stack did not start: ${(error as Error).message}`);
+      failed = true;
+    }
+  }
   if (bench.part === "e2e" && !stack) {
     results.push([bench.file, "not run (no stack)", "-"]);
     continue;
@@ -155,7 +159,22 @@ for (const bench of selected) {
 await stack?.stop();
 stack = undefined;
 
+/** The commit measured, "+ changes" when the work tree differs from it. */
+function commitMeasured(): string | undefined {
+  try {
+    const head = execFileSync("git", ["rev-parse", "HEAD"], { cwd: here, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], {
+      cwd: here,
+      encoding: "utf8",
+    }).trim();
+    return dirty ? `${head} + changes` : head;
+  } catch {
+    return undefined;
+  }
+}
+
 const output = {
+  commit: commitMeasured(),
   command: `${only ? `BENCH_ONLY=${only} ` : ""}npm run ${smoke ? "bench:smoke" : "bench"}`,
   smoke,
   startedAt: new Date(started).toISOString(),
