@@ -19,6 +19,7 @@ interface Run {
   readonly ratioToBaseline?: number;
   readonly ratioToBaselineFromStart?: number;
   readonly peakRssBytes: number;
+  readonly machineBusy?: number;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: figures are plain JSON, read defensively
@@ -70,7 +71,7 @@ export function summaryRows(benches: Benches): string[][] {
     const [one, two] = e2e.scaleOut.runs as [Run, Run];
     rows.push([
       "two instances / one (events/s first -> last, live input)",
-      `${n(e2e.scaleOut.ratio, 2)} (${n(one?.eventsPerSecond)} -> ${n(two?.eventsPerSecond)})`,
+      `${n(e2e.scaleOut.ratio, 2)} (${n(one?.eventsPerSecond)} -> ${n(two?.eventsPerSecond)}; machine CPU busy ${n((one?.machineBusy ?? Number.NaN) * 100)}% -> ${n((two?.machineBusy ?? Number.NaN) * 100)}%)`,
       ">= 1.7 x",
       verdict(e2e.scaleOut.ratio, 1.7, true),
     ]);
