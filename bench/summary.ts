@@ -143,14 +143,38 @@ export function summaryRows(benches: Benches): string[][] {
   return rows;
 }
 
+/** The end-to-end contenders side by side, one row each (the README's first table). */
+export function sideBySideRows(benches: Benches): string[][] {
+  const e2e = figuresOf(benches, "e2e");
+  const runs: Run[] = [...(e2e.throughput?.runs ?? []), ...(e2e.scaleOut?.runs ?? [])];
+  return runs.map((r) => [
+    r.name,
+    n(r.eventsPerSecondFromStart),
+    n(r.eventsPerSecond),
+    `${n(r.cpuUsPerEvent, 1)} us`,
+    r.ratioToBaseline === undefined ? "" : n(r.ratioToBaseline, 2),
+    `${n(r.peakRssBytes / 1024 / 1024)} MiB`,
+    r.machineBusy === undefined ? "" : `${n(r.machineBusy * 100)}%`,
+  ]);
+}
+
+export const SIDE_BY_SIDE_HEADERS = [
+  "contender",
+  "events/s from start",
+  "events/s first -> last output",
+  "CPU per event",
+  "x baseline",
+  "peak RSS",
+  "machine CPU busy",
+];
+
 /** The rows as a Markdown table (the README's). */
-export function markdown(rows: readonly string[][]): string {
+export function markdown(
+  rows: readonly string[][],
+  headers: readonly string[] = ["figure", "value", "target", ""],
+): string {
   const line = (cells: readonly string[]) => `| ${cells.join(" | ")} |`;
-  return [
-    line(["figure", "value", "target", ""]),
-    line(["---", "---", "---", "---"]),
-    ...rows.map(line),
-  ].join("\n");
+  return [line(headers), line(headers.map(() => "---")), ...rows.map(line)].join("\n");
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
@@ -164,5 +188,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   console.log(
     `${results.command}: node ${m.node} (${m.platform}/${m.arch}), ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB RAM, load average ${m.loadAverage.join(" ")}\n`,
   );
+  console.log(`${markdown(sideBySideRows(results.benches), SIDE_BY_SIDE_HEADERS)}\n`);
   console.log(markdown(summaryRows(results.benches)));
 }
