@@ -13,7 +13,8 @@
  *   stall       longest event-loop stall while one BENCH_STALL_ROWS-row predictions.csv is parsed and published
  * Knobs: BENCH_EVENTS (200000), BENCH_STORES (50), BENCH_BATCH_SIZES (10000,1000), BENCH_JOBS_IN_FLIGHT (8),
  * BENCH_POLL_MS (50), BENCH_MEMORY_EVENTS (1000000), BENCH_STALL_ROWS (1000000), BENCH_FILES_EVENTS (20000),
- * BENCH_STALL_GUARANTEE (at-least-once), BENCH_LOG_LEVEL (connector logs, on stderr; default error).
+ * BENCH_STALL_GUARANTEE (at-least-once), BENCH_LOG_LEVEL (connector logs, on stderr; default error),
+ * BENCH_CPU_PROF=<folder> (a CPU profile of every contender process, e.g. with BENCH_E2E_PARTS=throughput).
  * The emulator answers at once (cold start 0, run 0), so the connector's own cost is what shows.
  */
 import { mkdirSync, readFileSync } from "node:fs";

@@ -30,8 +30,14 @@ export function spawnContender(
   env: Readonly<Record<string, string>>,
   { requestTimeoutMs = 120_000 } = {},
 ): Contender {
+  // BENCH_CPU_PROF=<folder>: a V8 CPU profile of each contender (open it in Chrome DevTools > Performance),
+  // named after it, written when it exits.
+  const profileDir = process.env.BENCH_CPU_PROF;
+  const profile = profileDir
+    ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : [];
   const child: ChildProcess = fork(file, [], {
-    execArgv: ["--expose-gc"],
+    execArgv: ["--expose-gc", ...profile],
     env: { ...process.env, ...env },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
