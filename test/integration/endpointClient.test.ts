@@ -15,6 +15,7 @@ import {
   createEndpointClient,
   type EndpointClient,
   type EndpointClientOptions,
+  type EndpointOperation,
   type JobState,
 } from "../../src/azure/endpointClient.ts";
 import { EndpointError } from "../../src/azure/errors.ts";
@@ -40,7 +41,7 @@ function countingCredential() {
 
 /** A client with fast retries, recording its hooks. */
 function client(scoringUri: string, options: Partial<EndpointClientOptions> = {}) {
-  const retries: Array<"submit" | "status"> = [];
+  const retries: EndpointOperation[] = [];
   const renewals: TokenRenewalCause[] = [];
   const creds = countingCredential();
   const endpoint: EndpointClient = createEndpointClient({
