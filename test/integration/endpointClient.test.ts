@@ -247,7 +247,9 @@ describe("endpoint client against the emulator", () => {
     );
 
     expect(error).toMatchObject({ status: 500, code: "InternalServerError", retriable: true });
-    expect(error.message).toMatch(/^job submission failed with HTTP 500: InternalServerError: emulated server error/);
+    expect(error.message).toMatch(
+      /^job submission failed with HTTP 500: InternalServerError: emulated server error/,
+    );
     expect(c.retries).toEqual(["submit", "submit"]);
     expect(jobsWith(repeatabilityId)).toHaveLength(0);
   });
