@@ -179,38 +179,45 @@ function expectEveryEventOnce(
   expect(out.letters).toHaveLength(deadReasons.size);
 }
 
-describe("Azure ML v2 end to end, statuses through ARM", () => {
-  it("polls only ARM through every status a job passes (an unknown one too), UriFile inputs: every prediction once", async () => {
-    const h = await startArm({
-      faults: { statusJourney: { rate: 1 } },
-      emulator: { coldStartMs: 700, runMs: 700 },
-      env: { FC_ENDPOINT_INPUT_TYPE: "auto", FC_JOB_POLL_INTERVAL_MS: "25" },
-    });
-    const sent = await send(h, 60);
-    const out = await settle(h, sent, [
-      "job_status_reads_total",
-      "jobs_completed_total",
-      "batches_flushed_total",
-    ]);
-    expectEveryEventOnce(out, sent);
+describe("Azure ML v2 end to end, the ARM jobs API configured", () => {
+  it.each(["arm", "data-plane"] as const)(
+    "reads statuses through %s only, through every status a job passes (an unknown one too), UriFile inputs: every prediction once",
+    async (statusApi) => {
+      const h = await startArm({
+        statusApi,
+        faults: { statusJourney: { rate: 1 } },
+        emulator: { coldStartMs: 700, runMs: 700 },
+        env: { FC_ENDPOINT_INPUT_TYPE: "auto", FC_JOB_POLL_INTERVAL_MS: "25" },
+      });
+      const sent = await send(h, 60);
+      const out = await settle(h, sent, [
+        "job_status_reads_total",
+        "jobs_completed_total",
+        "batches_flushed_total",
+      ]);
+      expectEveryEventOnce(out, sent);
 
-    // Each batch of unique stores is one file: sent as UriFile. Statuses came from ARM, never the data plane.
-    expect(out.jobs.length).toBe(out.metric("batches_flushed_total"));
-    for (const job of out.jobs) {
-      expect(job).toMatchObject({ status: "Completed", inputType: "UriFile", statusPolls: 0 });
-      expect(job.inputUri).toMatch(/\.json$/);
-      expect(job.armStatusPolls).toBeGreaterThan(0);
-      expect(job.faults.journey).toEqual(DEFAULT_STATUS_JOURNEY);
-    }
-    // Read counted per status, the unknown one as "other"; the jobs ended only on Completed.
-    for (const status of new Set(DEFAULT_STATUS_JOURNEY))
-      expect(
-        out.metric("job_status_reads_total", { status: jobStatusLabel(status) }),
-        status,
-      ).toBeGreaterThan(0);
-    expect(out.metric("job_status_reads_total", { status: "Completed" })).toBe(out.jobs.length);
-    expect(out.metric("jobs_completed_total")).toBe(out.jobs.length);
-  });
+      // Each batch of unique stores is one file: sent as UriFile. Statuses came from the API chosen alone.
+      expect(out.jobs.length).toBe(out.metric("batches_flushed_total"));
+      for (const job of out.jobs) {
+        expect(job).toMatchObject({ status: "Completed", inputType: "UriFile" });
+        expect(job.inputUri).toMatch(/\.json$/);
+        const [used, unused] =
+          statusApi === "arm" ? [job.armStatusPolls, job.statusPolls] : [job.statusPolls, job.armStatusPolls];
+        expect(used).toBeGreaterThan(0);
+        expect(unused).toBe(0);
+        expect(job.faults.journey).toEqual(DEFAULT_STATUS_JOURNEY);
+      }
+      // Read counted per status, the unknown one as "other"; the jobs ended only on Completed.
+      for (const status of new Set(DEFAULT_STATUS_JOURNEY))
+        expect(
+          out.metric("job_status_reads_total", { status: jobStatusLabel(status) }),
+          status,
+        ).toBeGreaterThan(0);
+      expect(out.metric("job_status_reads_total", { status: "Completed" })).toBe(out.jobs.length);
+      expect(out.metric("jobs_completed_total")).toBe(out.jobs.length);
+    },
+  );
 
   it("a job that times out is cancelled through ARM without waiting, resubmitted, and its events predicted once", async () => {
     const h = await startArm({
