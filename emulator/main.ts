@@ -27,6 +27,14 @@ function readEnv(env: NodeJS.ProcessEnv): Parameters<typeof createEmulator>[0] {
       throw new TypeError("EMULATOR_FAULTS must be JSON (an EmulatorFaults object)");
     }
   }
+  let datastores: unknown;
+  if (text("EMULATOR_DATASTORES") !== undefined) {
+    try {
+      datastores = JSON.parse(env.EMULATOR_DATASTORES as string);
+    } catch {
+      throw new TypeError('EMULATOR_DATASTORES must be JSON ({"<datastore>": "<container>", ...})');
+    }
+  }
   const options = {
     blobConnectionString: connectionString,
     host: text("EMULATOR_HOST"),
@@ -35,6 +43,8 @@ function readEnv(env: NodeJS.ProcessEnv): Parameters<typeof createEmulator>[0] {
     outputPathTemplate: text("EMULATOR_OUTPUT_PATH_TEMPLATE"),
     coldStartMs: number("EMULATOR_COLD_START_MS"),
     runMs: number("EMULATOR_RUN_MS"),
+    cancelMs: number("EMULATOR_CANCEL_MS"),
+    datastores,
     seed: number("EMULATOR_SEED"),
     faults: faults === undefined ? undefined : validateFaults(faults, "EMULATOR_FAULTS"),
   };
