@@ -15,7 +15,9 @@ import {
   realisticFeatures,
   spread,
   storeId,
+  timedFigures,
   timeRounds,
+  writeFigures,
 } from "./lib.ts";
 
 const EVENTS = 200_000;
@@ -43,6 +45,7 @@ const cases = [
   { name: "bytes trigger, 64 KiB files", maxRecords: 1_000_000, maxBytes: 64 * 1024 },
 ];
 
+const figures: Record<string, unknown> = {};
 const rows = cases.map((c) => {
   let batches = 0;
   let members = 0;
@@ -62,6 +65,7 @@ const rows = cases.map((c) => {
     { rounds: 15 },
   );
   batcher.close();
+  figures[c.name] = { ...timedFigures(t), eventsPerBatch: members / batches };
   return [c.name, rate(t), spread(t), cpuRate(t), `${num(t.nsPerOp)} ns`, num(members / batches)];
 });
 printTable(
@@ -69,3 +73,4 @@ printTable(
   ["policy", "events/s", "range", "per CPU-s", "per event", "events/batch"],
   rows,
 );
+writeFigures("batcher", { events: EVENTS, cases: figures });

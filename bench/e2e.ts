@@ -1,671 +1,813 @@
 /**
- * End to end on the real local stack: Kafka, the schema registry and Azurite as processes (stack/), the
- * connector and the batch-endpoint emulator in this process, as the integration harness runs them.
- *   node bench/e2e.ts          BENCH_EVENTS=20000 by default
- * Knobs: BENCH_BATCH_RECORDS (FC_BATCH_MAX_RECORDS, default 1000), BENCH_MAX_JOBS_IN_FLIGHT (default: the
- * connector's, 8), BENCH_E2E_PART=throughput|memory (one part only), BENCH_E2E_TIMEOUT_MS (pipeline wait,
- * default 120000), BENCH_LOG_LEVEL (connector logs, on stderr), BENCH_HEAP_SNAPSHOT=<file>.
+ * End to end on the real local stack, side by side: a bare kafkajs pipe (the baseline) and the connector, on
+ * the same broker and the same input, each contender in a process of its own (bench/e2e/*Process.ts), so CPU
+ * time and RSS are its own; Kafka, the registry, Azurite and the endpoint emulator are other processes.
+ *   node bench/e2e.ts       (bench/run.ts passes it the stack it started in BENCH_STACK; alone it starts one)
  *
- * 1. Throughput and latency: N JSON events over 6 partitions, produced as fast as Kafka takes them; timed
- *    until every prediction is acknowledged on the results topic. Latency per event: the result record's
- *    Kafka timestamp minus the input event's (source_timestamp), read back from the results topic.
- * 2. In-flight memory (docs/architecture.md, invariant 8): in a fresh process, jobs held Running (emulator runMs: 10 minutes)
- *    with every batch uploaded and submitted; live heap and RSS at 0, N/2 and N events in flight.
- *
- * The stack is started under the name "bench" on free ports and stopped at the end, on error and on
- * Ctrl-C too; every wait is bounded.
+ * Parts (BENCH_E2E_PARTS, comma-separated, default all):
+ *   throughput  the baseline, then the connector in exactly-once and at-least-once mode for each batch size,
+ *               each reading the same pre-produced input from its beginning (a backlog)
+ *   scaleout    one connector instance, then two in one group, input produced once they are assigned
+ *   files       files per batch and rows per file, for a skewed input (few stores) and a wide one
+ *   memory      live heap and RSS with BENCH_MEMORY_EVENTS in flight (emulator jobs held Running)
+ *   stall       longest event-loop stall while one BENCH_STALL_ROWS-row predictions.csv is parsed and published
+ * Knobs: BENCH_EVENTS (200000), BENCH_STORES (50), BENCH_BATCH_SIZES (10000,1000), BENCH_JOBS_IN_FLIGHT (8),
+ * BENCH_POLL_MS (50), BENCH_MEMORY_EVENTS (1000000), BENCH_STALL_ROWS (1000000), BENCH_FILES_EVENTS (20000),
+ * BENCH_STALL_GUARANTEE (at-least-once), BENCH_LOG_LEVEL (connector logs, on stderr; default error),
+ * BENCH_CPU_PROF=<folder> (a CPU profile of every contender process, e.g. with BENCH_E2E_PARTS=throughput).
+ * The emulator answers at once (cold start 0, run 0), so the connector's own cost is what shows.
  */
-import "../src/kafka/abortedTransactionsOrder.ts"; // before kafkajs: its read_committed filter, fixed
-import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import { Session } from "node:inspector";
-import { fileURLToPath } from "node:url";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { BlobServiceClient } from "@azure/storage-blob";
-import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
-import { Kafka, logLevel } from "kafkajs";
-import { pino } from "pino";
-import { Registry } from "prom-client";
-import { createEmulator, type Emulator } from "../emulator/index.ts";
-import type { Config } from "../src/config/index.ts";
-import { loadConfig } from "../src/config/index.ts";
-import { type Connector, startConnector } from "../src/connector.ts";
-import { createEventValidator } from "../src/consumer/validate.ts";
-import type { BatchMember, FeatureRow } from "../src/types.ts";
+import type { Kafka } from "kafkajs";
 import { localConnectorEnv } from "../stack/src/connectorEnv.ts";
-import { killProcessGroupNow } from "../stack/src/processes.ts";
-import { freeStackPorts, type RunningStack, startStack } from "../stack/src/stack.ts";
+import { startEmulatorProcess } from "../stack/src/emulatorService.ts";
+import { stackDir } from "../stack/src/paths.ts";
+import { freePort, killProcessGroupNow, stopProcessGroup } from "../stack/src/processes.ts";
+import { freeStackPorts, startStack } from "../stack/src/stack.ts";
 import type { StackEndpoints } from "../stack/src/types.ts";
+import type { Report } from "./e2e/connectorProcess.ts";
+import { type Contender, type MemoryFigures, spawnContender } from "./e2e/contender.ts";
 import {
-  banner,
-  maxRss,
-  mib,
-  num,
-  printTable,
-  prng,
-  quantile,
-  realisticFeatures,
-  settle,
-  signedMib,
-  storeId,
-} from "./lib.ts";
+  type ContenderTopics,
+  contenderTopics,
+  createTopics,
+  type InputSpec,
+  kafkaOf,
+  PARTITIONS,
+  produceInput,
+} from "./e2e/input.ts";
+import { banner, mib, num, printTable, writeFigures } from "./lib.ts";
 
-const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
-const PARTITIONS = 6;
-const BATCH_RECORDS = Number(process.env.BENCH_BATCH_RECORDS ?? 1_000);
-/** The emulator's job timing in the throughput run: short, so the connector (not the model) is measured. */
-const COLD_START_MS = 100;
-const RUN_MS = 100;
-/** Bound on waiting for the pipeline to finish; the run fails (after cleaning up) past it. */
-const PIPELINE_TIMEOUT_MS = Number(process.env.BENCH_E2E_TIMEOUT_MS ?? 120_000);
+const int = (name: string, fallback: number): number => {
+  const raw = process.env[name];
+  const value = raw === undefined || raw === "" ? fallback : Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer`);
+  return value;
+};
+const EVENTS = int("BENCH_EVENTS", 200_000);
+const STORES = int("BENCH_STORES", 50);
+const BATCH_SIZES = (process.env.BENCH_BATCH_SIZES || "10000,1000").split(",").map(Number);
+const JOBS_IN_FLIGHT = int("BENCH_JOBS_IN_FLIGHT", 8);
+const POLL_MS = int("BENCH_POLL_MS", 50);
+const MEMORY_EVENTS = int("BENCH_MEMORY_EVENTS", 1_000_000);
+const STALL_ROWS = int("BENCH_STALL_ROWS", 1_000_000);
+const FILES_EVENTS = int("BENCH_FILES_EVENTS", 20_000);
+const STALL_GUARANTEE = process.env.BENCH_STALL_GUARANTEE || "at-least-once";
+const ALL_PARTS = ["throughput", "scaleout", "files", "memory", "stall"] as const;
+type Part = (typeof ALL_PARTS)[number];
+const PARTS = new Set((process.env.BENCH_E2E_PARTS || ALL_PARTS.join(",")).split(",") as Part[]);
+for (const part of PARTS) if (!ALL_PARTS.includes(part)) throw new RangeError(`unknown part ${part}`);
+for (const size of BATCH_SIZES)
+  if (!Number.isSafeInteger(size) || size < 1) throw new RangeError("BENCH_BATCH_SIZES: positive integers");
+const HEADLINE_BATCH = BATCH_SIZES[0] as number;
 
-if (!Number.isSafeInteger(EVENTS) || EVENTS < PARTITIONS) throw new RangeError("BENCH_EVENTS must be >= 6");
-
+const CONNECTOR = new URL("./e2e/connectorProcess.ts", import.meta.url);
+const BASELINE = new URL("./e2e/baselineProcess.ts", import.meta.url);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const runId = Date.now().toString(36);
 
-function withTimeout<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
+type Guarantee = "exactly-once" | "at-least-once";
+
+interface Emulators {
+  readonly fast: string;
+  readonly holding: string;
+  stop(): Promise<void>;
 }
 
-/** Polls `check` every `everyMs` until it returns true; false when `timeoutMs` runs out first. */
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await sleep(everyMs);
-  }
-  return false;
-}
-
-/** The sum of a metric's values (over labels), or of one of a histogram's series (`_sum`, `_count`). */
-async function metric(connector: Connector, name: string, series?: "sum" | "count"): Promise<number> {
-  const m = await connector.metrics.registry.getSingleMetric(name)?.get();
-  if (!m) throw new Error(`no metric ${name}`);
-  const wanted = series ? `${name}_${series}` : undefined;
-  return (m.values as ReadonlyArray<{ value: number; metricName?: string }>)
-    .filter((v) => (wanted ? v.metricName === wanted : v.metricName === undefined || v.metricName === name))
-    .reduce((sum, v) => sum + v.value, 0);
-}
-
-async function metricByLabel(connector: Connector, name: string, label: string): Promise<string> {
-  const m = await connector.metrics.registry.getSingleMetric(name)?.get();
-  return (m?.values ?? [])
-    .filter((v) => v.value > 0)
-    .map((v) => `${String(v.labels[label])} ${num(v.value)}`)
-    .join(", ");
-}
-
-function sourceEvents(count: number, seed: number) {
-  const random = prng(seed);
-  return Array.from({ length: count }, (_, i) => {
-    const store = storeId(i);
-    const row = { store_id: store, features: realisticFeatures(random) };
-    return { key: store, value: Buffer.from(JSON.stringify(row)), partition: i % PARTITIONS };
-  });
-}
-
-interface World {
-  readonly kafka: Kafka;
-  readonly topics: { input: string; results: string; deadLetter: string };
-  readonly config: Config;
-  readonly emulator: Emulator;
-  readonly connector: Connector;
-  produce(messages: ReadonlyArray<{ key: string; value: Buffer; partition: number }>): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** Topics, containers, an emulator and a connector of their own, like test/helpers/connectorHarness.ts. */
-async function startWorld(
-  stack: StackEndpoints,
-  name: string,
-  emulatorTiming: { coldStartMs: number; runMs: number },
-  env: Record<string, string>,
-  logLevelName = "warn",
-): Promise<World> {
-  const id = `bench-${name}-${Date.now().toString(36)}`;
-  const kafka = new Kafka({ clientId: id, brokers: [...stack.kafkaBrokers], logLevel: logLevel.NOTHING });
-  const topics = { input: `${id}-in`, results: `${id}-out`, deadLetter: `${id}-dlq` };
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: [
-        { topic: topics.input, numPartitions: PARTITIONS, replicationFactor: 1 },
-        { topic: topics.results, numPartitions: PARTITIONS, replicationFactor: 1 },
-        { topic: topics.deadLetter, numPartitions: 1, replicationFactor: 1 },
-      ],
+/** Two emulator processes: one answering at once, one holding every job Running for 10 minutes. */
+async function startEmulators(stack: StackEndpoints): Promise<Emulators & { pids: number[] }> {
+  const start = async (name: string, runMs: number) => {
+    const dir = join(stackDir("bench"), `emulator-${name}`);
+    mkdirSync(dir, { recursive: true });
+    return startEmulatorProcess({
+      port: await freePort(),
+      blobConnectionString: stack.blobConnectionString,
+      dir,
+      env: { EMULATOR_COLD_START_MS: "0", EMULATOR_RUN_MS: String(runMs) },
     });
-  } finally {
-    await admin.disconnect();
-  }
-  const blobs = BlobServiceClient.fromConnectionString(stack.blobConnectionString);
-  const inputContainer = `${id}-in`.slice(0, 63);
-  const outputContainer = `${id}-out`.slice(0, 63);
-  await blobs.getContainerClient(inputContainer).create();
-  await blobs.getContainerClient(outputContainer).create();
-
-  const emulator = await createEmulator({
-    blobConnectionString: stack.blobConnectionString,
-    outputContainer,
-    ...emulatorTiming,
-  });
-  let connector: Connector | undefined;
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
-  try {
-    const config = loadConfig({
-      ...localConnectorEnv({
-        endpoints: stack,
-        groupId: `${id}-group`,
-        topics,
-        inputContainer,
-        outputContainer,
-        scoringUri: emulator.scoringUri,
-      }),
-      FC_CREATE_TOPICS: "true",
-      FC_KAFKA_SESSION_TIMEOUT_MS: "10000",
-      FC_BATCH_MAX_RECORDS: String(BATCH_RECORDS),
-      FC_BATCH_MAX_WAIT_MS: "500",
-      FC_JOB_POLL_INTERVAL_MS: "100",
-      FC_JOB_TIMEOUT_MS: "60000",
-      FC_HTTP_RETRY_DELAY_MS: "20",
-      FC_HTTP_MAX_RETRY_DELAY_MS: "200",
-      FC_RETRY_INITIAL_DELAY_MS: "20",
-      FC_RETRY_MAX_DELAY_MS: "200",
-      FC_HTTP_PORT: "0",
-      FC_LOG_LEVEL: "warn",
-      FC_SHUTDOWN_TIMEOUT_MS: "5000",
-      ...env,
-    });
-    connector = await startConnector(config, {
-      // On stderr, so the tables on stdout stay readable (kafkajs reports a fresh broker's loading coordinator).
-      logger: pino({ level: process.env.BENCH_LOG_LEVEL ?? logLevelName }, pino.destination(2)),
-      metricsRegistry: new Registry(),
-    });
-    const running = connector;
-    // Timing starts once the connector's consumer has joined its group (its /readyz says so).
-    const ready = await waitFor(
-      async () =>
-        (await fetch(`http://127.0.0.1:${running.httpPort}/readyz`).catch(() => undefined))?.ok === true,
-      30_000,
-      100,
-    );
-    if (!ready) throw new Error("the connector did not become ready within 30 s");
-    await producer.connect();
-    return {
-      kafka,
-      topics,
-      config,
-      emulator,
-      connector: running,
-      async produce(messages) {
-        const CHUNK = 1_000;
-        for (let i = 0; i < messages.length; i += CHUNK) {
-          await producer.send({ topic: topics.input, acks: -1, messages: messages.slice(i, i + CHUNK) });
-        }
-      },
-      async close() {
-        await producer.disconnect().catch(() => {});
-        await running.stop().catch(() => {});
-        await emulator.close().catch(() => {});
-      },
-    };
-  } catch (error) {
-    await producer.disconnect().catch(() => {});
-    await connector?.stop().catch(() => {});
-    await emulator.close().catch(() => {});
-    throw error;
-  }
-}
-
-/**
- * Objects reachable now, counted in a heap snapshot: FeatureRows (an object with `store_id` and `features`)
- * and SealedBatches (an object with `rows` and `members`). After upload, invariant 8 of docs/architecture.md wants neither kept.
- */
-async function heapCensus(): Promise<{ featureRows: number; sealedBatches: number; members: number }> {
-  const session = new Session();
-  session.connect();
-  const chunks: string[] = [];
-  session.on("HeapProfiler.addHeapSnapshotChunk", (m) => chunks.push(m.params.chunk));
-  await new Promise<void>((resolve, reject) =>
-    session.post("HeapProfiler.takeHeapSnapshot", { reportProgress: false }, (error) =>
-      error ? reject(error) : resolve(),
-    ),
-  );
-  session.disconnect();
-  // For digging into what retains what (Chrome DevTools > Memory > Load): BENCH_HEAP_SNAPSHOT=<file>.
-  if (process.env.BENCH_HEAP_SNAPSHOT) writeFileSync(process.env.BENCH_HEAP_SNAPSHOT, chunks.join(""));
-  const snapshot = JSON.parse(chunks.join("")) as {
-    snapshot: { meta: { node_fields: string[]; edge_fields: string[]; edge_types: [string[]] } };
-    nodes: number[];
-    edges: number[];
-    strings: string[];
   };
-  const { node_fields, edge_fields, edge_types } = snapshot.snapshot.meta;
-  const nodeWidth = node_fields.length;
-  const edgeWidth = edge_fields.length;
-  const edgeCountAt = node_fields.indexOf("edge_count");
-  const edgeTypeAt = edge_fields.indexOf("type");
-  const edgeNameAt = edge_fields.indexOf("name_or_index");
-  const property = edge_types[0].indexOf("property");
-  const name = (s: string) => snapshot.strings.indexOf(s);
-  const [storeIdName, featuresName, rowsName, membersName, sourceName, storeIdCamel, batchIdName] = [
-    "store_id",
-    "features",
-    "rows",
-    "members",
-    "source",
-    "storeId",
-    "batchId",
-  ].map(name) as [number, number, number, number, number, number, number];
-  const nameAt = node_fields.indexOf("name");
-  const toNodeAt = edge_fields.indexOf("to_node");
-  const arrayName = name("Array");
-  /** A real array (not an object literal's boilerplate, whose slots hold holes). */
-  const isArray = (node: number | undefined) =>
-    node !== undefined && snapshot.nodes[node + nameAt] === arrayName;
-  let featureRows = 0;
-  let sealedBatches = 0;
-  let members = 0;
-  let edge = 0;
-  for (let node = 0; node < snapshot.nodes.length; node += nodeWidth) {
-    const count = snapshot.nodes[node + edgeCountAt] as number;
-    const props = new Map<number, number>();
-    for (let e = 0; e < count; e++, edge += edgeWidth) {
-      if (snapshot.edges[edge + edgeTypeAt] === property)
-        props.set(snapshot.edges[edge + edgeNameAt] as number, snapshot.edges[edge + toNodeAt] as number);
-    }
-    if (props.has(storeIdName) && isArray(props.get(featuresName))) featureRows++;
-    if (props.has(batchIdName) && isArray(props.get(rowsName)) && props.has(membersName)) sealedBatches++;
-    if (props.has(sourceName) && props.has(storeIdCamel)) members++;
-  }
-  return { featureRows, sealedBatches, members };
+  const fast = await start("fast", 0);
+  const holding = await start("holding", 600_000).catch(async (error) => {
+    await stopProcessGroup(fast.process.pid);
+    throw error;
+  });
+  return {
+    fast: fast.scoringUri,
+    holding: holding.scoringUri,
+    pids: [fast.process.pid, holding.process.pid],
+    stop: async () => {
+      await Promise.all([stopProcessGroup(fast.process.pid), stopProcessGroup(holding.process.pid)]);
+    },
+  };
 }
 
-/** RSS now and at its peak (VmHWM) of a stack service, from /proc. */
-function procMemory(pid: number): { rss: number; peak: number } | undefined {
+interface ConnectorRun {
+  readonly guarantee: Guarantee;
+  readonly batch: number;
+  readonly scoringUri: string;
+  readonly input: string;
+  readonly group: string;
+  readonly topics: ContenderTopics;
+  readonly extra?: Readonly<Record<string, string>>;
+}
+
+/** The FC_* settings of one connector instance: connection from the stack, tuning as issue 8 §1 measures. */
+function connectorEnv(stack: StackEndpoints, run: ConnectorRun): Record<string, string> {
+  return {
+    ...localConnectorEnv({
+      endpoints: stack,
+      groupId: run.group,
+      topics: {
+        input: run.input,
+        results: run.topics.results,
+        deadLetter: run.topics.deadLetter,
+        ledger: run.topics.ledger,
+      },
+      inputContainer: run.topics.inputContainer,
+      scoringUri: run.scoringUri,
+    }),
+    FC_CREATE_TOPICS: "true",
+    FC_DELIVERY_GUARANTEE: run.guarantee,
+    FC_KAFKA_SESSION_TIMEOUT_MS: "10000",
+    FC_BATCH_MAX_RECORDS: String(run.batch),
+    FC_BATCH_MAX_WAIT_MS: "500",
+    FC_JOB_POLL_INTERVAL_MS: String(POLL_MS),
+    FC_MAX_JOBS_IN_FLIGHT: String(JOBS_IN_FLIGHT),
+    // Room for every job slot plus the batch being filled: jobs in flight, not this bound, is what limits.
+    FC_MAX_EVENTS_IN_FLIGHT: String(Math.max(50_000, (JOBS_IN_FLIGHT + 1) * run.batch)),
+    FC_JOB_TIMEOUT_MS: "120000",
+    FC_HTTP_RETRY_DELAY_MS: "20",
+    FC_HTTP_MAX_RETRY_DELAY_MS: "200",
+    FC_RETRY_INITIAL_DELAY_MS: "20",
+    FC_RETRY_MAX_DELAY_MS: "200",
+    FC_HTTP_PORT: "0",
+    FC_LOG_LEVEL: "error",
+    FC_SHUTDOWN_TIMEOUT_MS: "5000",
+    ...run.extra,
+  };
+}
+
+/** The machine's CPU time so far, busy and in all, in clock ticks (/proc/stat); undefined off Linux. */
+function machineCpu(): { busy: number; total: number } | undefined {
   try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = (key: string) =>
-      Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
-    return { rss: kb("VmRSS") * 1024, peak: kb("VmHWM") * 1024 };
+    const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return { busy: total - idle, total };
   } catch {
     return undefined;
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// 1. Throughput and latency
-
-type Guarantee = "exactly-once" | "at-least-once";
-
-interface ThroughputFigures {
+/** What one measured run gives: the contenders together, as a user sees their group. */
+export interface RunFigures {
+  readonly name: string;
   readonly ok: boolean;
+  readonly problem?: string;
+  readonly events: number;
+  readonly instances: number;
+  /** Events per second from the first event consumed to the last output acknowledged. */
   readonly eventsPerSecond: number;
+  /** Events per second from the start call (connect, checks, group join included) to the last output. */
+  readonly eventsPerSecondFromStart: number;
+  readonly seconds: number;
+  readonly secondsFromStart: number;
+  /** The contenders' own CPU (user + system), start call to last output, per event. */
   readonly cpuUsPerEvent: number;
+  readonly peakRssBytes: number;
+  readonly maxStallMs: number;
+  /**
+   * Share of the whole machine's CPU that was busy during the run (every process: the contenders, Kafka,
+   * Azurite, the emulator, other users). Near 1, the machine, not the contender, bounded the run.
+   */
+  readonly machineBusy?: number;
+  readonly batches?: number;
+  readonly jobsSubmitted?: number;
+  readonly jobsRetried?: number;
+  readonly deadLetters?: number;
+  readonly producerSeconds?: number;
+  readonly reports?: readonly Report[];
 }
 
-async function throughputRun(stack: RunningStack, guarantee: Guarantee): Promise<ThroughputFigures> {
-  const messages = sourceEvents(EVENTS, 29);
-  const world = await startWorld(
-    stack.endpoints,
-    guarantee === "exactly-once" ? "eos" : "alo",
-    { coldStartMs: COLD_START_MS, runMs: RUN_MS },
-    {
-      FC_DELIVERY_GUARANTEE: guarantee,
-      ...(process.env.BENCH_MAX_JOBS_IN_FLIGHT
-        ? { FC_MAX_JOBS_IN_FLIGHT: process.env.BENCH_MAX_JOBS_IN_FLIGHT }
-        : {}),
-    },
-  );
-  const { connector } = world;
-  let ok = true;
-  let figures: Omit<ThroughputFigures, "ok"> = { eventsPerSecond: Number.NaN, cpuUsPerEvent: Number.NaN };
+/** Waits until the group has `members` members, every one assigned (a live run starts from a settled group). */
+async function waitForGroup(kafka: Kafka, groupId: string, members: number): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
   try {
-    let peakRss = process.memoryUsage.rss();
-    const rssTimer = setInterval(() => {
-      peakRss = Math.max(peakRss, process.memoryUsage.rss());
-    }, 100);
-    const cpuBefore = process.cpuUsage();
-    const started = Date.now();
-    let consumedAt: number | undefined;
-    let publishedAt: number | undefined;
-    await world.produce(messages);
-    const producedAt = Date.now();
-    const done = await waitFor(async () => {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const { groups } = await admin.describeGroups([groupId]);
+      const group = groups[0];
       if (
-        consumedAt === undefined &&
-        (await metric(connector, "forecast_connector_events_consumed_total")) >= EVENTS
+        group?.state === "Stable" &&
+        group.members.length === members &&
+        group.members.every((m) => m.memberAssignment.length > 0)
       )
-        consumedAt = Date.now();
-      const published = await metric(connector, "forecast_connector_predictions_published_total");
-      const dead = await metric(connector, "forecast_connector_dead_letters_total");
-      if (published + dead >= EVENTS) publishedAt = Date.now();
-      return publishedAt !== undefined;
-    }, PIPELINE_TIMEOUT_MS);
-    const cpu = process.cpuUsage(cpuBefore);
-    clearInterval(rssTimer);
-    const end = publishedAt ?? Date.now();
-
-    const published = await metric(connector, "forecast_connector_predictions_published_total");
-    const deadLetters = await metric(connector, "forecast_connector_dead_letters_total");
-    const batches = await metric(connector, "forecast_connector_batch_size_events", "count");
-    const batchedEvents = await metric(connector, "forecast_connector_batch_size_events", "sum");
-    const jobsSubmitted = await metric(connector, "forecast_connector_jobs_submitted_total");
-    const jobsRetried = await metric(connector, "forecast_connector_jobs_retried_total");
-    const triggers = await metricByLabel(connector, "forecast_connector_batches_flushed_total", "trigger");
-    const pausedNow = await metric(connector, "forecast_connector_consumer_paused");
-    const mean = async (name: string) =>
-      (await metric(connector, name, "sum")) / Math.max(1, await metric(connector, name, "count"));
-    const uploadMean = await mean("forecast_connector_blob_upload_duration_seconds");
-    const jobMean = await mean("forecast_connector_job_duration_seconds");
-    const e2eMeanMetric = await mean("forecast_connector_end_to_end_latency_seconds");
-    const emulatorJobs = world.emulator.jobs();
-    const completedJobs = emulatorJobs.filter((j) => j.status === "Completed").length;
-
-    // Every prediction read back: latency from the record timestamps, and no duplicates.
-    const latencies: number[] = [];
-    const sources = new Set<string>();
-    const registry = new SchemaRegistry({ host: stack.endpoints.registryUrl });
-    const reader = world.kafka.consumer({ groupId: `${world.topics.results}-reader` });
-    await reader.connect();
-    await reader.subscribe({ topic: world.topics.results, fromBeginning: true });
-    const readAll = new Promise<void>((resolve) => {
-      void reader.run({
-        eachBatch: async ({ batch }) => {
-          for (const message of batch.messages) {
-            const value = (await registry.decode(message.value as Buffer)) as {
-              source_partition: number;
-              source_offset: number | bigint;
-              source_timestamp: number | Date;
-            };
-            sources.add(`${value.source_partition}/${String(value.source_offset)}`);
-            latencies.push(Number(message.timestamp) - Number(value.source_timestamp));
-          }
-          if (latencies.length >= published) resolve();
-        },
-      });
-    });
-    await withTimeout("reading the results topic", 60_000, readAll).catch((error: Error) => {
-      console.log(`! ${error.message} (${num(latencies.length)} of ${num(published)} read)`);
-      ok = false;
-    });
-    await reader.disconnect();
-    latencies.sort((a, b) => a - b);
-
-    const seconds = (end - started) / 1000;
-    const ms = (v: number) => `${num(v)} ms`;
-    printTable(
-      `end to end, ${guarantee}: ${num(EVENTS)} events over ${PARTITIONS} partitions (emulator: cold start ${COLD_START_MS} ms, run ${RUN_MS} ms)`,
-      ["figure", "value"],
-      [
-        ["events produced (JSON, ~112 B each)", num(EVENTS)],
-        ["producing took", ms(producedAt - started)],
-        ["all events consumed after", consumedAt ? ms(consumedAt - started) : "n/a"],
-        [
-          "all predictions on results topic after",
-          publishedAt ? ms(publishedAt - started) : `not within ${ms(PIPELINE_TIMEOUT_MS)}`,
-        ],
-        ["throughput (events/s, produce start to last ack)", num(published / seconds)],
-        ["predictions published / dead letters", `${num(published)} / ${num(deadLetters)}`],
-        ["distinct sources among results read back", `${num(sources.size)} of ${num(latencies.length)}`],
-        ["latency p50 (event ts -> result ts)", ms(quantile(latencies, 0.5))],
-        ["latency p90", ms(quantile(latencies, 0.9))],
-        ["latency p99", ms(quantile(latencies, 0.99))],
-        ["latency max", ms(latencies.at(-1) ?? Number.NaN)],
-        ["latency mean (end_to_end_latency histogram)", ms(e2eMeanMetric * 1000)],
-        ["batch size (FC_BATCH_MAX_RECORDS)", num(world.config.batch.maxRecords)],
-        [
-          "batches sealed / mean events per batch",
-          `${num(batches)} / ${num(batchedEvents / Math.max(1, batches))}`,
-        ],
-        ["seal triggers", triggers || "-"],
-        ["jobs submitted / completed at the emulator", `${num(jobsSubmitted)} / ${num(completedJobs)}`],
-        ["jobs resubmitted", num(jobsRetried)],
-        ["max jobs in flight (FC_MAX_JOBS_IN_FLIGHT)", num(world.config.flow.maxJobsInFlight)],
-        [
-          "mean blob upload / job duration (submit -> terminal)",
-          `${ms(uploadMean * 1000)} / ${ms(jobMean * 1000)}`,
-        ],
-        ["consumer paused at the end", pausedNow ? "yes" : "no"],
-        [
-          "CPU of this process (connector + emulator + producer)",
-          `${num((cpu.user + cpu.system) / 1000)} ms = ${num((cpu.user + cpu.system) / EVENTS, 1)} us/event`,
-        ],
-        ["peak RSS of this process during the run", mib(peakRss)],
-      ],
-    );
-    if (!done || published !== EVENTS || sources.size !== latencies.length) ok = false;
-    figures = { eventsPerSecond: published / seconds, cpuUsPerEvent: (cpu.user + cpu.system) / EVENTS };
+        return;
+      await sleep(100);
+    }
+    throw new Error(`group ${groupId} did not settle with ${members} members within 60 s`);
   } finally {
-    await world.close();
+    await admin.disconnect();
   }
-  return { ok, ...figures };
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// 2. In-flight memory, in a fresh process (the parent passes the stack's endpoints)
+/**
+ * Starts the contenders, (for a live run: waits for their group, then produces the input), and waits until
+ * `events` outputs are acknowledged, failing when nothing moves for 60 s.
+ */
+async function measure(
+  name: string,
+  contenders: readonly Contender[],
+  events: number,
+  live?: { kafka: Kafka; group: string; topic: string; spec: InputSpec },
+  { stuckMs = 120_000 } = {},
+): Promise<RunFigures> {
+  const failed = (problem: string): RunFigures => ({
+    name,
+    ok: false,
+    problem,
+    events,
+    instances: contenders.length,
+    eventsPerSecond: Number.NaN,
+    eventsPerSecondFromStart: Number.NaN,
+    seconds: Number.NaN,
+    secondsFromStart: Number.NaN,
+    cpuUsPerEvent: Number.NaN,
+    peakRssBytes: Number.NaN,
+    maxStallMs: Number.NaN,
+  });
+  try {
+    const cpuBefore = await Promise.all(contenders.map(async (c) => (await c.progress()).cpuNowUs));
+    const machineBefore = machineCpu();
+    const started = await Promise.all(contenders.map((c) => c.start()));
+    let producerSeconds: number | undefined;
+    if (live) {
+      await waitForGroup(live.kafka, live.group, contenders.length);
+      producerSeconds = await produceInput(live.kafka, live.topic, live.spec);
+    }
+    // Moving: events consumed, batches sealed, jobs ended or outputs acknowledged (a big batch's job is
+    // long, with nothing else moving, while its file is written, scored and read).
+    let lastMoved = "";
+    let lastMoveAt = Date.now();
+    for (;;) {
+      const progress = await Promise.all(contenders.map((c) => c.progress()));
+      const out = progress.reduce((s, p) => s + p.out, 0);
+      if (out >= events) break;
+      const moved = progress.map((p) => `${p.consumed}/${p.batches}/${p.jobsCompleted}/${p.out}`).join(",");
+      if (moved !== lastMoved) {
+        lastMoved = moved;
+        lastMoveAt = Date.now();
+      } else if (Date.now() - lastMoveAt > stuckMs) {
+        return failed(`stuck at ${num(out)} of ${num(events)} outputs for ${stuckMs / 1000} s`);
+      }
+      await sleep(100);
+    }
+    const machineAfter = machineCpu();
+    const reports = await Promise.all(contenders.map((c) => c.report()));
+    const firstConsumed = Math.min(...reports.map((r) => r.firstConsumedAtMs ?? Number.NaN));
+    const lastOutAt = Math.max(...reports.map((r) => r.lastOutAtMs ?? Number.NaN));
+    const startAt = Math.min(...started.map((s) => s.startedAtMs));
+    const cpuUs = reports.reduce((s, r, i) => s + (r.cpuAtLastOutUs - (cpuBefore[i] as number)), 0);
+    const predictions = reports.reduce((s, r) => s + r.predictions, 0);
+    const deadLetters = reports.reduce((s, r) => s + r.deadLetters, 0);
+    const seconds = (lastOutAt - firstConsumed) / 1000;
+    const secondsFromStart = (lastOutAt - startAt) / 1000;
+    const figures: RunFigures = {
+      name,
+      ok: predictions === events && deadLetters === 0,
+      ...(predictions === events && deadLetters === 0
+        ? {}
+        : { problem: `${num(predictions)} outputs and ${num(deadLetters)} dead letters for ${num(events)}` }),
+      events,
+      instances: contenders.length,
+      eventsPerSecond: events / seconds,
+      eventsPerSecondFromStart: events / secondsFromStart,
+      seconds,
+      secondsFromStart,
+      cpuUsPerEvent: cpuUs / events,
+      peakRssBytes: Math.max(...reports.map((r) => r.maxRssBytes)),
+      maxStallMs: Math.max(...reports.map((r) => r.maxStallMs)),
+      ...(machineBefore && machineAfter
+        ? {
+            machineBusy:
+              (machineAfter.busy - machineBefore.busy) /
+              Math.max(1, machineAfter.total - machineBefore.total),
+          }
+        : {}),
+      batches: reports.reduce((s, r) => s + r.batches, 0),
+      jobsSubmitted: reports.reduce((s, r) => s + r.jobsSubmitted, 0),
+      jobsRetried: reports.reduce((s, r) => s + r.jobsRetried, 0),
+      deadLetters,
+      ...(producerSeconds === undefined ? {} : { producerSeconds }),
+      reports,
+    };
+    return figures;
+  } catch (error) {
+    return failed((error as Error).message);
+  } finally {
+    await Promise.all(contenders.map((c) => c.close()));
+  }
+}
 
-async function memoryChild(endpoints: StackEndpoints): Promise<void> {
-  const half = Math.floor(EVENTS / 2);
-  const world = await startWorld(
-    endpoints,
-    "mem",
-    // Jobs stay Running far longer than the measurement: every batch is uploaded and submitted, none settles.
-    { coldStartMs: 50, runMs: 600_000 },
-    {
-      FC_MAX_JOBS_IN_FLIGHT: String(Math.ceil(EVENTS / BATCH_RECORDS) + 4),
-      FC_MAX_EVENTS_IN_FLIGHT: String(Math.max(50_000, EVENTS * 2)),
+interface Context {
+  readonly stack: StackEndpoints;
+  readonly kafka: Kafka;
+  readonly emulators: Emulators;
+}
+
+let contenderCount = 0;
+async function connector(ctx: Context, run: Omit<ConnectorRun, "topics" | "group"> & { group?: string }) {
+  const id = `bench-${runId}-${++contenderCount}`;
+  const topics = await contenderTopics(ctx.stack, ctx.kafka, id);
+  const full: ConnectorRun = { ...run, topics, group: run.group ?? `${id}-group` };
+  return {
+    id,
+    topics,
+    contender: (n = 0) => spawnContender(`${id}.${n}`, CONNECTOR, connectorEnv(ctx.stack, full)),
+  };
+}
+
+async function throughputPart(ctx: Context, input: string): Promise<RunFigures[]> {
+  const runs: RunFigures[] = [];
+  const outTopic = `bench-${runId}-baseline-out`;
+  await createTopics(ctx.kafka, [{ name: outTopic, partitions: PARTITIONS }]);
+  const baseline = spawnContender("baseline", BASELINE, {
+    BENCH_BROKERS: ctx.stack.kafkaBrokers.join(","),
+    BENCH_INPUT_TOPIC: input,
+    BENCH_OUTPUT_TOPIC: outTopic,
+    BENCH_GROUP: `bench-${runId}-baseline`,
+  });
+  runs.push(await measure("baseline: bare kafkajs pipe", [baseline], EVENTS));
+  for (const batch of BATCH_SIZES) {
+    for (const guarantee of ["exactly-once", "at-least-once"] as const) {
+      const c = await connector(ctx, { guarantee, batch, scoringUri: ctx.emulators.fast, input });
+      runs.push(await measure(`connector, ${guarantee}, batches of ${num(batch)}`, [c.contender()], EVENTS));
+    }
+  }
+  return runs;
+}
+
+async function scaleOutPart(ctx: Context): Promise<RunFigures[]> {
+  const runs: RunFigures[] = [];
+  for (const instances of [1, 2]) {
+    const input = `bench-${runId}-scale-${instances}-in`;
+    await createTopics(ctx.kafka, [{ name: input, partitions: PARTITIONS }]);
+    const c = await connector(ctx, {
+      guarantee: "exactly-once",
+      batch: HEADLINE_BATCH,
+      scoringUri: ctx.emulators.fast,
+      input,
+    });
+    const group = `${c.id}-group`;
+    const contenders = Array.from({ length: instances }, (_, n) => c.contender(n));
+    runs.push(
+      await measure(
+        `${instances} instance${instances > 1 ? "s" : ""}, exactly-once, live input`,
+        contenders,
+        EVENTS,
+        {
+          kafka: ctx.kafka,
+          group,
+          topic: input,
+          spec: { events: EVENTS, stores: STORES, seed: 29 },
+        },
+      ),
+    );
+  }
+  return runs;
+}
+
+interface FilesFigures {
+  readonly name: string;
+  readonly events: number;
+  readonly stores: number;
+  readonly batches: number;
+  readonly filesPerBatch: { readonly mean: number; readonly min: number; readonly max: number };
+  readonly rowsPerFile: number;
+  readonly run: RunFigures;
+}
+
+/** Files per batch from the input container: each batch is one folder (its job's input), manifests aside. */
+async function filesPart(ctx: Context): Promise<FilesFigures[]> {
+  const out: FilesFigures[] = [];
+  const cases = [
+    { name: "skewed (10 stores, many events each)", stores: 10 },
+    { name: "wide (one store per event)", stores: FILES_EVENTS },
+  ];
+  for (const c of cases) {
+    const input = `bench-${runId}-files-${c.stores}-in`;
+    await createTopics(ctx.kafka, [{ name: input, partitions: PARTITIONS }]);
+    await produceInput(ctx.kafka, input, { events: FILES_EVENTS, stores: c.stores, seed: 37 });
+    const run = await connector(ctx, {
+      guarantee: "exactly-once",
+      batch: HEADLINE_BATCH,
+      scoringUri: ctx.emulators.fast,
+      input,
+    });
+    const figures = await measure(`files: ${c.name}`, [run.contender()], FILES_EVENTS);
+    const container = BlobServiceClient.fromConnectionString(
+      ctx.stack.blobConnectionString,
+    ).getContainerClient(run.topics.inputContainer);
+    const perFolder = new Map<string, number>();
+    for await (const blob of container.listBlobsFlat()) {
+      if (blob.name.includes("_manifests/")) continue;
+      const folder = blob.name.slice(0, blob.name.lastIndexOf("/"));
+      perFolder.set(folder, (perFolder.get(folder) ?? 0) + 1);
+    }
+    const counts = [...perFolder.values()];
+    const files = counts.reduce((s, n) => s + n, 0);
+    out.push({
+      name: c.name,
+      events: FILES_EVENTS,
+      stores: c.stores,
+      batches: counts.length,
+      filesPerBatch: {
+        mean: files / Math.max(1, counts.length),
+        min: Math.min(...counts),
+        max: Math.max(...counts),
+      },
+      rowsPerFile: FILES_EVENTS / Math.max(1, files),
+      run: figures,
+    });
+  }
+  return out;
+}
+
+interface MemoryPartFigures {
+  readonly ok: boolean;
+  readonly problem?: string;
+  readonly eventsInFlight: number;
+  readonly jobsHeld: number;
+  readonly before?: MemoryFigures;
+  readonly atHalf?: MemoryFigures;
+  readonly atFull?: MemoryFigures;
+  /** (live heap with them in flight - live heap before) / events in flight. */
+  readonly heapBytesPerEvent?: number;
+  /** The same between half and all in flight: the slope, fixed costs left out. */
+  readonly heapBytesPerEventSlope?: number;
+  readonly rssBytesPerEvent?: number;
+  readonly peakRssBytes?: number;
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(250);
+  }
+  throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+}
+
+async function memoryPart(ctx: Context, input: string, spec: InputSpec): Promise<MemoryPartFigures> {
+  const events = spec.events;
+  const half = Math.floor(events / 2);
+  const batch = HEADLINE_BATCH;
+  const run = await connector(ctx, {
+    guarantee: "exactly-once",
+    batch,
+    scoringUri: ctx.emulators.holding,
+    input,
+    extra: {
+      FC_MAX_JOBS_IN_FLIGHT: String(Math.min(1000, Math.ceil(events / batch) + 4)),
+      FC_MAX_EVENTS_IN_FLIGHT: String(events + batch),
       FC_JOB_POLL_INTERVAL_MS: "1000",
       FC_JOB_TIMEOUT_MS: "900000",
       FC_SHUTDOWN_TIMEOUT_MS: "500",
+      // Stopping with jobs held abandons them, which logs an error per batch.
+      FC_LOG_LEVEL: "fatal",
     },
-    // Stopping with jobs held is expected to abandon them, which logs an error per batch.
-    "fatal",
-  );
-  const { connector } = world;
+  });
+  const contender = run.contender();
   try {
-    const messages = sourceEvents(EVENTS, 31);
-    const measure = async () => {
-      await sleep(500);
-      settle();
-      const m = process.memoryUsage();
-      return { heap: m.heapUsed, external: m.external + m.arrayBuffers, rss: m.rss };
-    };
-    /** Every consumed event sealed into a batch whose job was submitted and is still running. */
-    const allHeld = async (produced: number) =>
-      waitFor(async () => {
-        const inFlight = await metric(connector, "forecast_connector_events_in_flight");
-        const batched = await metric(connector, "forecast_connector_batch_size_events", "sum");
-        const batches = await metric(connector, "forecast_connector_batch_size_events", "count");
-        const submitted = await metric(connector, "forecast_connector_jobs_submitted_total");
-        return inFlight === produced && batched === produced && submitted === batches;
-      }, 60_000);
-
+    await contender.start();
     await sleep(1000);
-    const base = await measure();
-    await world.produce(messages.slice(0, half));
-    if (!(await allHeld(half))) throw new Error("the first half was not uploaded and submitted within 60 s");
-    const atHalf = await measure();
-    await world.produce(messages.slice(half));
-    if (!(await allHeld(EVENTS))) throw new Error("all events were not uploaded and submitted within 60 s");
-    const atFull = await measure();
-    const jobs = world.emulator.jobs();
-    const held = jobs.filter((j) => j.status !== "Completed" && j.status !== "Failed").length;
-    const peakRss = maxRss();
-    const census = await heapCensus();
-
-    // Reference: what N features rows and N batch members cost on their own, built the way the connector does.
-    const validator = createEventValidator();
-    settle();
-    const beforeRows = process.memoryUsage().heapUsed;
-    const rows: FeatureRow[] = messages.map((m) => {
-      const v = validator.validateBytes(m.value);
-      if (!v.ok) throw new Error(v.detail);
-      return v.row;
+    const before = await contender.memory();
+    /** Every event consumed, sealed into a batch whose job was submitted and is still running. */
+    const allHeld = (n: number) =>
+      waitUntil(
+        async () => {
+          const p = await contender.progress();
+          return p.eventsInFlight === n && p.batchedEvents === n && p.jobsSubmitted === p.batches;
+        },
+        300_000,
+        `${num(n)} events uploaded and submitted`,
+      );
+    await produceInput(ctx.kafka, input, { ...spec, events: half });
+    await allHeld(half);
+    const atHalf = await contender.memory();
+    await produceInput(ctx.kafka, input, {
+      ...spec,
+      first: half,
+      events: events - half,
+      seed: spec.seed + 1,
     });
-    settle();
-    const rowBytes = (process.memoryUsage().heapUsed - beforeRows) / rows.length;
-    const beforeMembers = process.memoryUsage().heapUsed;
-    const members: BatchMember[] = rows.map((row, i) => ({
-      source: {
-        topic: world.topics.input,
-        partition: i % PARTITIONS,
-        offset: String(i),
-        timestampMs: Date.now(),
-      },
-      storeId: row.store_id,
-    }));
-    settle();
-    const memberBytes = (process.memoryUsage().heapUsed - beforeMembers) / members.length;
-    if (rows.length + members.length === 0) throw new Error("unreachable");
-
-    const perEvent = (a: number, b: number, n: number) => `${num((b - a) / n)} B`;
-    printTable(
-      `in-flight memory: jobs held Running, every batch uploaded and submitted (fresh process; after a full GC)`,
-      ["events in flight", "jobs held", "live heap", "external+arrayBuffers", "RSS"],
-      [
-        ["0", "0", mib(base.heap), mib(base.external), mib(base.rss)],
-        [
-          num(half),
-          "",
-          `${mib(atHalf.heap)} (${signedMib(atHalf.heap - base.heap)})`,
-          mib(atHalf.external),
-          `${mib(atHalf.rss)} (${signedMib(atHalf.rss - base.rss)})`,
-        ],
-        [
-          num(EVENTS),
-          num(held),
-          `${mib(atFull.heap)} (${signedMib(atFull.heap - base.heap)})`,
-          mib(atFull.external),
-          `${mib(atFull.rss)} (${signedMib(atFull.rss - base.rss)})`,
-        ],
-      ],
-    );
-    printTable(
-      "per event in flight after upload (invariant 8: the features live in the blob)",
-      ["figure", "bytes/event"],
-      [
-        ["live heap, 0 -> N", perEvent(base.heap, atFull.heap, EVENTS)],
-        [
-          "live heap, N/2 -> N (slope, fixed costs excluded)",
-          perEvent(atHalf.heap, atFull.heap, EVENTS - half),
-        ],
-        ["RSS, 0 -> N (mostly heap spaces growing; noisy)", perEvent(base.rss, atFull.rss, EVENTS)],
-        ["reference: one BatchMember (source ref + store id)", `${num(memberBytes)} B`],
-        ["reference: one FeatureRow (13 features), if it were kept", `${num(rowBytes)} B`],
-      ],
-    );
-    printTable(
-      `reachable objects with ${num(EVENTS)} events in flight after upload (heap snapshot)`,
-      ["object", "count", "expected"],
-      [
-        ["FeatureRow ({store_id, features: [...]})", num(census.featureRows), "0"],
-        ["SealedBatch ({batchId, rows: [...], members})", num(census.sealedBatches), "0"],
-        ["BatchMember ({source, storeId})", num(census.members), num(EVENTS)],
-      ],
-    );
-    console.log(`peak RSS of the memory process (before the heap snapshot): ${mib(peakRss)}`);
+    await allHeld(events);
+    const atFull = await contender.memory();
+    const p = await contender.progress();
+    return {
+      ok: true,
+      eventsInFlight: events,
+      jobsHeld: p.jobsSubmitted - p.jobsCompleted,
+      before,
+      atHalf,
+      atFull,
+      heapBytesPerEvent: (atFull.heapUsed - before.heapUsed) / events,
+      heapBytesPerEventSlope: (atFull.heapUsed - atHalf.heapUsed) / (events - half),
+      rssBytesPerEvent: (atFull.rss - before.rss) / events,
+      peakRssBytes: atFull.maxRss,
+    };
+  } catch (error) {
+    return { ok: false, problem: (error as Error).message, eventsInFlight: events, jobsHeld: 0 };
   } finally {
-    await world.close();
+    await contender.close(5_000);
   }
 }
 
-/** Runs the memory measurement in a child process of its own, bounded in time; false when it failed. */
-function runMemoryChild(stack: RunningStack): Promise<boolean> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--expose-gc", fileURLToPath(import.meta.url), "--memory-child"], {
-      env: { ...process.env, BENCH_STACK: JSON.stringify(stack.endpoints) },
-      stdio: "inherit",
-    });
-    const timer = setTimeout(() => {
-      console.log("! the memory measurement took longer than 120 s: stopped");
-      child.kill("SIGKILL");
-    }, 120_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve(code === 0);
-    });
-  });
+interface StallFigures {
+  readonly ok: boolean;
+  readonly problem?: string;
+  readonly rows: number;
+  readonly guarantee: string;
+  /** Longest event-loop delay from the job's completion until every prediction was acknowledged. */
+  readonly maxStallMs?: number;
+  readonly maxStallWholeRunMs?: number;
+  readonly heapAtResultsBytes?: number;
+  readonly peakHeapDuringResultsBytes?: number;
+  readonly peakRssDuringResultsBytes?: number;
+  readonly resultsSeconds?: number;
+  readonly run?: RunFigures;
 }
 
-// ---------------------------------------------------------------------------------------------------------
+async function stallPart(ctx: Context, input: string): Promise<StallFigures> {
+  const guarantee = STALL_GUARANTEE as Guarantee;
+  const run = await connector(ctx, {
+    guarantee,
+    batch: STALL_ROWS,
+    scoringUri: ctx.emulators.fast,
+    input,
+    extra: {
+      FC_BATCH_MAX_BYTES: "268435456",
+      FC_BATCH_MAX_WAIT_MS: "120000",
+      FC_MAX_EVENTS_IN_FLIGHT: String(STALL_ROWS),
+      FC_JOB_TIMEOUT_MS: "900000",
+    },
+  });
+  const figures = await measure(`one batch of ${num(STALL_ROWS)}`, [run.contender()], STALL_ROWS, undefined, {
+    stuckMs: 300_000,
+  });
+  const report = figures.reports?.[0];
+  const phase = report?.resultsPhase;
+  return {
+    ok: figures.ok && phase !== undefined,
+    ...(figures.problem ? { problem: figures.problem } : {}),
+    rows: STALL_ROWS,
+    guarantee,
+    ...(phase
+      ? {
+          maxStallMs: phase.maxStallMs,
+          heapAtResultsBytes: phase.heapAtStartBytes,
+          peakHeapDuringResultsBytes: phase.peakHeapBytes,
+          peakRssDuringResultsBytes: phase.peakRssBytes,
+        }
+      : {}),
+    ...(report ? { maxStallWholeRunMs: report.maxStallMs } : {}),
+    run: { ...figures, reports: [] },
+  };
+}
+
+const fmt = (v: number | undefined, digits = 0) =>
+  v === undefined || Number.isNaN(v) ? "n/a" : num(v, digits);
+
+function printRuns(title: string, runs: readonly RunFigures[], baseline?: RunFigures) {
+  printTable(
+    title,
+    [
+      "contender",
+      "events/s first->last",
+      "events/s from start",
+      "CPU us/event",
+      "x baseline (first->last)",
+      "x baseline (from start)",
+      "peak RSS",
+      "max stall",
+      "machine busy",
+      "status",
+    ],
+    runs.map((r) => [
+      r.name,
+      fmt(r.eventsPerSecond),
+      fmt(r.eventsPerSecondFromStart),
+      fmt(r.cpuUsPerEvent, 1),
+      baseline && r !== baseline ? fmt(r.eventsPerSecond / baseline.eventsPerSecond, 2) : "-",
+      baseline && r !== baseline
+        ? fmt(r.eventsPerSecondFromStart / baseline.eventsPerSecondFromStart, 2)
+        : "-",
+      Number.isNaN(r.peakRssBytes) ? "n/a" : mib(r.peakRssBytes),
+      `${fmt(r.maxStallMs)} ms`,
+      r.machineBusy === undefined ? "n/a" : `${fmt(r.machineBusy * 100)}%`,
+      r.ok ? "ok" : `FAILED: ${r.problem}`,
+    ]),
+  );
+}
 
 async function main(): Promise<number> {
-  banner("end to end on the local stack (Kafka, schema registry, Azurite; connector + emulator in-process)");
-  const startedAt = Date.now();
-  console.log('starting the local stack (name "bench")...');
-  const stack = await startStack({ name: "bench", ports: await freeStackPorts() });
-  console.log(`stack up in ${num((Date.now() - startedAt) / 1000, 1)} s (${stack.dir})`);
+  banner("end to end on the local stack: baseline and connector side by side, each in its own process");
+  const started = Date.now();
+  let stack: StackEndpoints;
+  let stopOwnStack: (() => Promise<void>) | undefined;
+  let ownPids: number[] = [];
+  if (process.env.BENCH_STACK) {
+    stack = JSON.parse(process.env.BENCH_STACK) as StackEndpoints;
+  } else {
+    console.log('starting the local stack (name "bench")...');
+    const running = await startStack({ name: "bench", ports: await freeStackPorts() });
+    stack = running.endpoints;
+    stopOwnStack = running.stop;
+    ownPids = running.processes.map((p) => p.pid);
+  }
+  const emulators = await startEmulators(stack);
   const killAll = () => {
-    for (const p of stack.processes) killProcessGroupNow(p.pid);
+    for (const pid of [...emulators.pids, ...ownPids]) killProcessGroupNow(pid);
   };
   process.once("exit", killAll);
-  const onSignal = (signal: NodeJS.Signals) => {
-    console.log(`\n${signal}: stopping the stack`);
-    void stack.stop().finally(() => process.exit(130));
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      console.log(`\n${signal}: stopping the emulators${stopOwnStack ? " and the stack" : ""}`);
+      killAll();
+      process.exit(130);
+    });
+  }
+  const kafka = kafkaOf(stack, `bench-${runId}`);
+  const ctx: Context = { stack, kafka, emulators };
+  const figures: Record<string, unknown> = {
+    settings: {
+      events: EVENTS,
+      partitions: PARTITIONS,
+      stores: STORES,
+      batchSizes: BATCH_SIZES,
+      jobsInFlight: JOBS_IN_FLIGHT,
+      pollIntervalMs: POLL_MS,
+      emulator: { coldStartMs: 0, runMs: 0 },
+      memoryEvents: MEMORY_EVENTS,
+      stallRows: STALL_ROWS,
+      filesEvents: FILES_EVENTS,
+      parts: [...PARTS],
+    },
   };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-
-  let ok = false;
+  let ok = true;
   try {
-    const part = process.env.BENCH_E2E_PART;
-    let tput = true;
-    if (part !== "memory") {
-      // Both delivery modes on the same stack and input, one after the other: the cost of exactly-once.
-      const eos = await throughputRun(stack, "exactly-once");
-      const alo = await throughputRun(stack, "at-least-once");
-      tput = eos.ok && alo.ok;
+    if (PARTS.has("throughput")) {
+      const input = `bench-${runId}-in`;
+      await createTopics(kafka, [{ name: input, partitions: PARTITIONS }]);
+      const seconds = await produceInput(kafka, input, { events: EVENTS, stores: STORES, seed: 29 });
+      console.log(
+        `input: ${num(EVENTS)} JSON events over ${PARTITIONS} partitions produced in ${num(seconds, 1)} s`,
+      );
+      const runs = await throughputPart(ctx, input);
+      const baseline = runs[0] as RunFigures;
+      printRuns(
+        `side by side: ${num(EVENTS)} events over ${PARTITIONS} partitions (a backlog read from its beginning), ${JOBS_IN_FLIGHT} jobs in flight, poll ${POLL_MS} ms, emulator answering at once`,
+        runs,
+        baseline,
+      );
+      figures.throughput = {
+        inputProducedSeconds: seconds,
+        runs: runs.map((r) => ({
+          ...r,
+          reports: undefined,
+          ratioToBaseline: r === baseline ? 1 : r.eventsPerSecond / baseline.eventsPerSecond,
+          ratioToBaselineFromStart:
+            r === baseline ? 1 : r.eventsPerSecondFromStart / baseline.eventsPerSecondFromStart,
+        })),
+      };
+      ok &&= runs.every((r) => r.ok);
+    }
+    if (PARTS.has("scaleout")) {
+      const runs = await scaleOutPart(ctx);
+      const [one, two] = runs as [RunFigures, RunFigures];
+      printRuns(
+        `scale-out: the same ${num(EVENTS)} events produced once the group is assigned (producer seconds: ${runs.map((r) => fmt(r.producerSeconds, 1)).join(" / ")})`,
+        runs,
+      );
+      console.log(`two instances / one: ${fmt(two.eventsPerSecond / one.eventsPerSecond, 2)}`);
+      figures.scaleOut = {
+        runs: runs.map((r) => ({ ...r, reports: undefined })),
+        ratio: two.eventsPerSecond / one.eventsPerSecond,
+      };
+      ok &&= runs.every((r) => r.ok);
+    }
+    if (PARTS.has("files")) {
+      const cases = await filesPart(ctx);
       printTable(
-        "exactly-once against at-least-once (same stack, same input)",
-        ["mode", "events/s (produce start to last ack)", "CPU us/event (this process)"],
+        `files per batch and rows per file (batches of ${num(HEADLINE_BATCH)}, ${num(FILES_EVENTS)} events)`,
+        ["input", "batches", "files/batch (mean, min..max)", "rows/file", "events/s first->last", "status"],
+        cases.map((c) => [
+          c.name,
+          num(c.batches),
+          `${fmt(c.filesPerBatch.mean, 1)} (${num(c.filesPerBatch.min)}..${num(c.filesPerBatch.max)})`,
+          fmt(c.rowsPerFile, 1),
+          fmt(c.run.eventsPerSecond),
+          c.run.ok ? "ok" : `FAILED: ${c.run.problem}`,
+        ]),
+      );
+      figures.files = cases.map((c) => ({ ...c, run: { ...c.run, reports: undefined } }));
+      ok &&= cases.every((c) => c.run.ok);
+    }
+    // One wide input for memory and the stall: 100,000 stores, so a 10,000-event batch is one file and the
+    // 1,000,000-event batch ten files of 100,000 rows (the emulator cannot read a file of 1,000,000 rows:
+    // emulator/input.ts spreads a file's rows into one push(), past V8's argument limit).
+    const bigInput = `bench-${runId}-big-in`;
+    const wideStores = (events: number) => Math.min(events, 100_000);
+    const bigSpec: InputSpec = { events: MEMORY_EVENTS, stores: wideStores(MEMORY_EVENTS), seed: 31 };
+    let bigProduced = false;
+    if (PARTS.has("memory")) {
+      await createTopics(kafka, [{ name: bigInput, partitions: PARTITIONS }]);
+      const m = await memoryPart(ctx, bigInput, bigSpec);
+      bigProduced = m.ok;
+      const row = (label: string, f: MemoryFigures | undefined) => [
+        label,
+        f ? mib(f.heapUsed) : "n/a",
+        f ? mib(f.external + f.arrayBuffers) : "n/a",
+        f ? mib(f.rss) : "n/a",
+      ];
+      printTable(
+        `in-flight memory: ${num(MEMORY_EVENTS)} events, jobs held Running, after two full GCs (connector process)`,
+        ["events in flight", "live heap", "external+arrayBuffers", "RSS"],
         [
-          ["exactly-once", num(eos.eventsPerSecond), num(eos.cpuUsPerEvent, 1)],
-          ["at-least-once", num(alo.eventsPerSecond), num(alo.cpuUsPerEvent, 1)],
-          [
-            "exactly-once / at-least-once",
-            num(eos.eventsPerSecond / alo.eventsPerSecond, 2),
-            num(eos.cpuUsPerEvent / alo.cpuUsPerEvent, 2),
-          ],
+          row("0", m.before),
+          row(num(Math.floor(MEMORY_EVENTS / 2)), m.atHalf),
+          row(num(MEMORY_EVENTS), m.atFull),
         ],
       );
+      printTable(
+        "bytes per in-flight event",
+        ["figure", "value"],
+        [
+          ["live heap, 0 -> N", `${fmt(m.heapBytesPerEvent)} B`],
+          ["live heap, N/2 -> N (slope)", `${fmt(m.heapBytesPerEventSlope)} B`],
+          ["RSS, 0 -> N", `${fmt(m.rssBytesPerEvent)} B`],
+          ["peak RSS of the connector process", m.peakRssBytes ? mib(m.peakRssBytes) : "n/a"],
+          ["jobs held", num(m.jobsHeld)],
+          ["status", m.ok ? "ok" : `FAILED: ${m.problem}`],
+        ],
+      );
+      figures.memory = m;
+      ok &&= m.ok;
     }
-    const memory = part === "throughput" ? true : await runMemoryChild(stack);
-    ok = tput && memory;
-    printTable(
-      "stack services (separate processes)",
-      ["service", "RSS now", "peak RSS"],
-      stack.processes.map((p) => {
-        const m = procMemory(p.pid);
-        return [p.name, m ? mib(m.rss) : "n/a", m ? mib(m.peak) : "n/a"];
-      }),
-    );
+    if (PARTS.has("stall")) {
+      let input = bigInput;
+      if (!bigProduced || STALL_ROWS !== MEMORY_EVENTS) {
+        input = `bench-${runId}-stall-in`;
+        await createTopics(kafka, [{ name: input, partitions: PARTITIONS }]);
+        await produceInput(kafka, input, { events: STALL_ROWS, stores: wideStores(STALL_ROWS), seed: 31 });
+      }
+      const s = await stallPart(ctx, input);
+      printTable(
+        `event loop while one ${num(STALL_ROWS)}-row predictions.csv is parsed and published (${s.guarantee})`,
+        ["figure", "value"],
+        [
+          ["longest stall, job completed -> last prediction acknowledged", `${fmt(s.maxStallMs)} ms`],
+          [
+            "longest stall over the whole run (consume, serialise, upload too)",
+            `${fmt(s.maxStallWholeRunMs)} ms`,
+          ],
+          [
+            "live heap when the job completed -> peak while publishing",
+            s.heapAtResultsBytes !== undefined && s.peakHeapDuringResultsBytes !== undefined
+              ? `${mib(s.heapAtResultsBytes)} -> ${mib(s.peakHeapDuringResultsBytes)}`
+              : "n/a",
+          ],
+          [
+            "peak RSS while publishing",
+            s.peakRssDuringResultsBytes ? mib(s.peakRssDuringResultsBytes) : "n/a",
+          ],
+          ["events/s first->last", fmt(s.run?.eventsPerSecond)],
+          ["status", s.ok ? "ok" : `FAILED: ${s.problem}`],
+        ],
+      );
+      figures.stall = s;
+      ok &&= s.ok;
+    }
   } catch (error) {
     console.log(`! end-to-end benchmark failed: ${(error as Error).stack ?? String(error)}`);
+    ok = false;
   } finally {
-    await stack.stop();
+    await emulators.stop();
+    await stopOwnStack?.();
     process.off("exit", killAll);
   }
-  console.log(`\nend-to-end benchmark took ${num((Date.now() - startedAt) / 1000, 1)} s; stack stopped`);
+  figures.ok = ok;
+  figures.seconds = (Date.now() - started) / 1000;
+  writeFigures("e2e", figures);
+  console.log(`\nend-to-end benchmark took ${num((Date.now() - started) / 1000, 1)} s`);
   return ok ? 0 : 1;
 }
 
-if (process.argv[2] === "--memory-child") {
-  const endpoints = JSON.parse(process.env.BENCH_STACK ?? "null") as StackEndpoints | null;
-  if (!endpoints) throw new Error("--memory-child needs BENCH_STACK");
-  await memoryChild(endpoints).then(
-    () => process.exit(0),
-    (error: Error) => {
-      console.log(`! memory measurement failed: ${error.stack ?? String(error)}`);
-      process.exit(1);
-    },
-  );
-} else {
-  process.exit(await main());
-}
+process.exit(await main());

@@ -3,7 +3,9 @@
  * Every benchmark file runs on its own (`node bench/<name>.ts`); bench/run.ts runs them one process each,
  * so no benchmark's heap or JIT state leaks into another's figures.
  */
+import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
@@ -115,6 +117,22 @@ function cpuMicros(): number {
   return user + system;
 }
 
+/** BENCH_SMOKE (CI): one round, no warm-up, so every benchmark runs its code once and quickly. */
+const SMOKE = process.env.BENCH_SMOKE === "1" || process.env.BENCH_SMOKE === "true";
+
+function roundsOf(
+  options: { rounds?: number; budgetMs?: number; warmup?: number },
+  rounds: number,
+  budgetMs: number,
+): { rounds: number; budgetMs: number; warmup: number } {
+  if (SMOKE) return { rounds: 1, budgetMs: 0, warmup: 0 };
+  return {
+    rounds: options.rounds ?? rounds,
+    budgetMs: options.budgetMs ?? budgetMs,
+    warmup: options.warmup ?? 1,
+  };
+}
+
 /**
  * Runs `round` (which performs `opsPerRound` operations) once to warm up, then for `rounds` rounds or until
  * `budgetMs` is spent (at least 3 rounds), and reports the median throughput.
@@ -122,13 +140,14 @@ function cpuMicros(): number {
 export function timeRounds(
   opsPerRound: number,
   round: () => void,
-  { rounds = 7, budgetMs = 4_000, warmup = 1 } = {},
+  options: { rounds?: number; budgetMs?: number; warmup?: number } = {},
 ): Timed {
+  const { rounds, budgetMs, warmup } = roundsOf(options, 7, 4_000);
   for (let i = 0; i < warmup; i++) round();
   const wall: number[] = [];
   const cpu: number[] = [];
   const deadline = performance.now() + budgetMs;
-  while (wall.length < rounds && (wall.length < 3 || performance.now() < deadline)) {
+  while (wall.length < rounds && (wall.length < Math.min(3, rounds) || performance.now() < deadline)) {
     const cpuStarted = cpuMicros();
     const started = process.hrtime.bigint();
     round();
@@ -142,13 +161,14 @@ export function timeRounds(
 export async function timeRoundsAsync(
   opsPerRound: number,
   round: () => Promise<void>,
-  { rounds = 5, budgetMs = 6_000, warmup = 1 } = {},
+  options: { rounds?: number; budgetMs?: number; warmup?: number } = {},
 ): Promise<Timed> {
+  const { rounds, budgetMs, warmup } = roundsOf(options, 5, 6_000);
   for (let i = 0; i < warmup; i++) await round();
   const wall: number[] = [];
   const cpu: number[] = [];
   const deadline = performance.now() + budgetMs;
-  while (wall.length < rounds && (wall.length < 3 || performance.now() < deadline)) {
+  while (wall.length < rounds && (wall.length < Math.min(3, rounds) || performance.now() < deadline)) {
     const cpuStarted = cpuMicros();
     const started = process.hrtime.bigint();
     await round();
@@ -232,6 +252,52 @@ export function printTable(
       .trimEnd();
   const out = ["", title, line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)];
   console.log(out.join("\n"));
+}
+
+/** The machine a figure came from, as recorded beside the figures (bench/results/*.json). */
+export interface Machine {
+  readonly node: string;
+  readonly platform: string;
+  readonly arch: string;
+  readonly cores: number;
+  readonly cpu: string;
+  readonly memoryGiB: number;
+  readonly loadAverage: readonly number[];
+}
+
+export function machine(): Machine {
+  return {
+    node: process.version,
+    platform: process.platform,
+    arch: process.arch,
+    cores: availableParallelism(),
+    cpu: cpus()[0]?.model.trim() ?? "unknown CPU",
+    memoryGiB: Number((totalmem() / 1024 ** 3).toFixed(1)),
+    loadAverage: loadavg().map((l) => Number(l.toFixed(2))),
+  };
+}
+
+/**
+ * Hands a benchmark's figures to bench/run.ts, which gathers them into bench/results/latest.json: written to
+ * BENCH_FIGURES_DIR/<name>.json when run.ts set it (alone, a benchmark only prints).
+ */
+export function writeFigures(name: string, figures: unknown): void {
+  const dir = process.env.BENCH_FIGURES_DIR;
+  if (!dir) return;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(figures, null, 2)}\n`);
+}
+
+/** The figures of a Timed, for the JSON. */
+export function timedFigures(t: Timed): Record<string, number> {
+  return {
+    opsPerSec: Math.round(t.opsPerSec),
+    minOpsPerSec: Math.round(t.minOpsPerSec),
+    maxOpsPerSec: Math.round(t.maxOpsPerSec),
+    cpuOpsPerSec: Math.round(t.cpuOpsPerSec),
+    nsPerOp: Math.round(t.nsPerOp),
+    rounds: t.rounds,
+  };
 }
 
 export function machineFacts(): string {

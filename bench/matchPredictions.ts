@@ -5,7 +5,20 @@
  */
 import { matchPredictions } from "../src/results/matchPredictions.ts";
 import type { BatchMember, PredictionRow } from "../src/types.ts";
-import { banner, cpuRate, num, printTable, prng, rate, shuffle, spread, storeId, timeRounds } from "./lib.ts";
+import {
+  banner,
+  cpuRate,
+  num,
+  printTable,
+  prng,
+  rate,
+  shuffle,
+  spread,
+  storeId,
+  timedFigures,
+  timeRounds,
+  writeFigures,
+} from "./lib.ts";
 
 banner("matchPredictions (src/results/matchPredictions.ts)");
 
@@ -26,6 +39,7 @@ const cases: Case[] = [
   { name: "200,000 events, 3,000 stores, shuffled", members: 200_000, stores: 3_000, order: "shuffled" },
 ];
 
+const figures: Record<string, unknown> = {};
 const rows = cases.map((c) => {
   const members: BatchMember[] = Array.from({ length: c.members }, (_, i) => ({
     source: { topic: "store-features", partition: i % 6, offset: String(i), timestampMs: 1_700_000_000_000 },
@@ -49,6 +63,7 @@ const rows = cases.map((c) => {
     }
   });
   if (matched === 0) throw new Error("nothing matched");
+  figures[c.name] = timedFigures(t);
   return [c.name, rate(t), spread(t), cpuRate(t), `${num(t.nsPerOp)} ns`];
 });
 printTable(
@@ -56,3 +71,4 @@ printTable(
   ["batch", "rows/s", "range", "per CPU-s", "per row"],
   rows,
 );
+writeFigures("matchPredictions", { cases: figures });

@@ -4,7 +4,19 @@
  *   node bench/offsetTracker.ts
  */
 import { createOffsetTracker } from "../src/pipeline/offsetTracker.ts";
-import { banner, cpuRate, num, printTable, prng, rate, shuffle, spread, timeRounds } from "./lib.ts";
+import {
+  banner,
+  cpuRate,
+  num,
+  printTable,
+  prng,
+  rate,
+  shuffle,
+  spread,
+  timedFigures,
+  timeRounds,
+  writeFigures,
+} from "./lib.ts";
 
 banner("offset tracker (src/pipeline/offsetTracker.ts)");
 
@@ -52,6 +64,7 @@ const scenarios: Scenario[] = [
   },
 ];
 
+const figures: Record<string, unknown> = {};
 const rows = scenarios.map((s) => {
   let committed = 0;
   let maxInFlight = 0;
@@ -77,6 +90,7 @@ const rows = scenarios.map((s) => {
     { rounds: 5 },
   );
   if (committed === 0) throw new Error("nothing committed");
+  figures[s.name] = timedFigures(t);
   return [s.name, rate(t), spread(t), cpuRate(t), `${num(t.nsPerOp)} ns`, num(s.groups.length)];
 });
 printTable(
@@ -84,6 +98,7 @@ printTable(
   ["completion order", "events/s", "range", "per CPU-s", "per event", "groups"],
   rows,
 );
+writeFigures("offsetTracker", { events: EVENTS, cases: figures });
 
 // The three calls on their own, for the in-flight window the connector allows by default (50,000 events).
 {

@@ -1,7 +1,7 @@
 /**
  * parsePredictions on large predictions.csv files, in the shapes the emulator writes (its own renderer makes
  * the bytes), fed as 64 KiB chunks cut at arbitrary byte positions like a blob download stream.
- *   node bench/parsePredictions.ts            (BENCH_PARSE_ROWS=200000 by default)
+ *   node bench/parsePredictions.ts            (BENCH_PARSE_ROWS=1000000 by default)
  *
  * Throughput: the file is rendered beforehand, so only parsing is timed. Memory: each size runs in a fresh
  * process, the file rendered lazily while it is parsed and never held whole. Two figures: the live heap (a
@@ -30,16 +30,18 @@ import {
   signedMib,
   spread,
   storeId,
+  timedFigures,
   timeRoundsAsync,
+  writeFigures,
 } from "./lib.ts";
 
-const ROWS = Number(process.env.BENCH_PARSE_ROWS ?? 200_000);
+const ROWS = Number(process.env.BENCH_PARSE_ROWS || 1_000_000);
 const CHUNK_BYTES = 64 * 1024;
 const RENDER_ROWS = 1_000;
 
 const SHAPES: ReadonlyArray<{ name: string; shape: OutputShape }> = [
   { name: "space, no header (guide default)", shape: {} },
-  { name: "comma + header", shape: { delimiter: ",", header: true } },
+  { name: "quoted, comma + header", shape: { delimiter: ",", header: true, quoted: true } },
   { name: "bracketed [x] + CRLF", shape: { bracketed: true, crlf: true } },
 ];
 
@@ -152,16 +154,18 @@ async function main(): Promise<void> {
 
   // Throughput, per shape. Warmed up on a small file, then timed on the full one.
   const throughputRows: string[][] = [];
+  const figures: Record<string, unknown> = { rows: ROWS, shapes: {} as Record<string, unknown> };
   for (const { name, shape } of SHAPES) {
     const chunks = [...chunked(renderBlocks(ROWS, shape))];
     const small = [...chunked(renderBlocks(20_000, shape))];
     await parseAll(stream(small), 20_000);
     const bytes = chunks.reduce((sum, c) => sum + c.length, 0);
     const t = await timeRoundsAsync(ROWS, () => parseAll(stream(chunks), ROWS), {
-      rounds: 3,
+      rounds: ROWS >= 500_000 ? 2 : 3,
       budgetMs: 1,
       warmup: 0,
     });
+    (figures.shapes as Record<string, unknown>)[name] = { fileBytes: bytes, ...timedFigures(t) };
     throughputRows.push([
       name,
       mib(bytes),
@@ -173,15 +177,17 @@ async function main(): Promise<void> {
     ]);
   }
   printTable(
-    `${num(ROWS)} rows per file, 64 KiB chunks (median of 3 rounds)`,
+    `${num(ROWS)} rows per file, 64 KiB chunks (median of rounds)`,
     ["shape", "file", "rows/s", "range", "per CPU-s", "throughput", "per row"],
     throughputRows,
   );
 
   // Memory: each size in a fresh process.
   const memoryRows: string[][] = [];
-  for (const rows of [...new Set([Math.round(ROWS / 10), ROWS, ROWS * 2])]) {
+  const memory: Array<Record<string, unknown>> = [];
+  for (const rows of [...new Set([Math.round(ROWS / 10), ROWS])]) {
     const m = measureInChild("stream", rows);
+    memory.push({ how: "stream", rows, ...m });
     memoryRows.push([
       "streaming parsePredictions",
       num(rows),
@@ -191,6 +197,9 @@ async function main(): Promise<void> {
     ]);
   }
   const whole = measureInChild("whole", ROWS);
+  memory.push({ how: "whole file + csv-parse/sync", rows: ROWS, ...whole });
+  figures.memory = memory;
+  writeFigures("parsePredictions", figures);
   memoryRows.push([
     "whole file + csv-parse/sync (contrast)",
     num(ROWS),

@@ -4,12 +4,25 @@
  */
 import { rowSizeBytes, serializeBatch } from "../src/batcher/index.ts";
 import type { FeatureRow } from "../src/types.ts";
-import { banner, MiB, num, printTable, prng, realisticFeatures, spread, storeId, timeRounds } from "./lib.ts";
+import {
+  banner,
+  MiB,
+  num,
+  printTable,
+  prng,
+  realisticFeatures,
+  spread,
+  storeId,
+  timedFigures,
+  timeRounds,
+  writeFigures,
+} from "./lib.ts";
 
 banner("serializeBatch (src/batcher/policy.ts)");
 
 const random = prng(13);
 const sizes = [1_000, 10_000, 37_000];
+const figures: Record<string, unknown> = {};
 const rows = sizes.map((size) => {
   const batch: FeatureRow[] = Array.from({ length: size }, (_, i) => ({
     store_id: storeId(i),
@@ -26,6 +39,12 @@ const rows = sizes.map((size) => {
   });
   if (sink === 0) throw new Error("nothing serialised");
   const mbPerSec = (t.opsPerSec * bytes) / MiB;
+  figures[String(size)] = {
+    bytes,
+    rowsPerSec: Math.round(t.opsPerSec * size),
+    mibPerSec: mbPerSec,
+    ...timedFigures(t),
+  };
   return [
     num(size),
     `${num(bytes / 1024)} KiB`,
@@ -41,3 +60,4 @@ printTable(
   ["rows", "file size", "throughput", "per CPU-s", "rows/s", "per batch", "batches/s range"],
   rows,
 );
+writeFigures("serialize", { batches: figures });

@@ -1,8 +1,10 @@
 /**
- * Event validation: what the consumer does to every message before it joins a batch.
+ * Decode + validate: what the consumer does to every message before it joins a batch (the decoder's JSON
+ * path, which is what a JSON input takes; the validator's calls on their own for comparison).
  *   node bench/validate.ts
  */
 import { rowSizeBytes } from "../src/batcher/index.ts";
+import { createEventDecoder } from "../src/consumer/decode.ts";
 import { createEventValidator } from "../src/consumer/validate.ts";
 import {
   banner,
@@ -14,7 +16,11 @@ import {
   realisticFeatures,
   spread,
   storeId,
+  type Timed,
+  timedFigures,
   timeRounds,
+  timeRoundsAsync,
+  writeFigures,
 } from "./lib.ts";
 
 const EVENTS = 20_000;
@@ -76,9 +82,34 @@ const cases: Array<[string, () => void, string]> = [
   ],
 ];
 
-const rows = cases.map(([name, round, note]) => {
-  const t = timeRounds(EVENTS, round);
-  return [name, rate(t), spread(t), cpuRate(t), `${num(t.nsPerOp)} ns`, note];
+// The decoder as the pipeline calls it; JSON events never reach the registry.
+const decoder = createEventDecoder({
+  schemaRegistry: {
+    decode: () => Promise.reject(new Error("a JSON event reached the schema registry")),
+  },
+  validator,
+  maxMessageBytes: 65_536,
+});
+const decodeTimed = await timeRoundsAsync(EVENTS, async () => {
+  for (const b of valid) if ((await decoder.decode(b)).ok) sink++;
+});
+
+const timed: Array<[string, Timed, string]> = [
+  ["decode + validate (createEventDecoder), valid JSON", decodeTimed, "the pipeline's per-event call"],
+  ...cases.map(([name, round, note]): [string, Timed, string] => [name, timeRounds(EVENTS, round), note]),
+];
+const rows = timed.map(([name, t, note]) => [
+  name,
+  rate(t),
+  spread(t),
+  cpuRate(t),
+  `${num(t.nsPerOp)} ns`,
+  note,
+]);
+writeFigures("validate", {
+  events: EVENTS,
+  averageBytes: Math.round(averageBytes),
+  cases: Object.fromEntries(timed.map(([name, t]) => [name, timedFigures(t)])),
 });
 printTable(
   `${num(EVENTS)} distinct events, ${num(averageBytes)} bytes each on average (median of rounds)`,

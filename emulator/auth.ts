@@ -134,11 +134,11 @@ export function createEntraAuthenticator(options: EntraAuthOptions): Authenticat
   };
 }
 
-/** Accepts what `accept` says yes to, for any API: the emulator's default (any non-empty token) and tests. */
-export function predicateAuthenticator(accept: (token: string) => boolean): Authenticator {
+/** Accepts what `accept` says yes to: the emulator's default (any non-empty token) and tests. */
+export function predicateAuthenticator(accept: (token: string, api: TokenApi) => boolean): Authenticator {
   return {
-    async authenticate(token) {
-      return accept(token) ? { ok: true } : { ok: false, description: "The bearer token was rejected" };
+    async authenticate(token, api) {
+      return accept(token, api) ? { ok: true } : { ok: false, description: "The bearer token was rejected" };
     },
   };
 }

@@ -5,18 +5,42 @@
  * faults and the requests that follow.
  */
 import type {
+  EmulatorApi,
   EmulatorFaults,
   FaultFrequency,
   FaultTarget,
+  JobErrorBody,
   MissingRowsFault,
   OutputShape,
   RequestFault,
 } from "./options.ts";
-import { validateFaults } from "./options.ts";
+import { DEFAULT_STATUS_JOURNEY, validateFaults } from "./options.ts";
 import { createRandom, deriveSeed, type Random } from "./prng.ts";
 
-/** The request kinds faults can target: POST /jobs and GET /jobs/{name}. */
-export type RequestKind = Exclude<FaultTarget, "any">;
+/** The request kinds faults can target: POST /jobs, GET /jobs/{name}, and the ARM job GET and cancel. */
+export type RequestKind = Exclude<FaultTarget, "any" | "arm">;
+
+/** Which API a request kind belongs to: what an audience-aware token check needs to know. */
+export function apiOf(kind: RequestKind): EmulatorApi {
+  return kind === "arm_status" || kind === "arm_cancel" ? "arm" : "data-plane";
+}
+
+/**
+ * What a failed scoring run reports, as batch jobs do when the user's script raises: a UserError saying the
+ * process exited, with details naming the script.
+ */
+export const DEFAULT_JOB_ERROR: JobErrorBody = Object.freeze({
+  code: "UserError",
+  message:
+    "Execution failed. User process 'python' exited with status code 1. Please check log file 'user_logs/std_log.txt' for error details. Error: RuntimeError: emulated scoring failure (failJobs fault)",
+  details: Object.freeze([
+    Object.freeze({
+      code: "ScriptExecution.UserProcessExited",
+      message: "The scoring script's run() raised: RuntimeError: emulated scoring failure",
+      target: "score.py",
+    }),
+  ]),
+});
 
 export type RequestFaultDecision =
   | { readonly type: "dropConnection" }
@@ -26,6 +50,10 @@ export type RequestFaultDecision =
 /** The faults one job was given when it was created; recorded in its snapshot. */
 export interface JobFaultPlan {
   readonly outcome: "complete" | "fail" | "stuck";
+  /** With outcome "fail": the error body the job reports. */
+  readonly error?: JobErrorBody;
+  /** Statuses reported before the end (statusJourney fault), in order. */
+  readonly journey?: readonly string[];
   readonly missingRows?: MissingRowsFault;
   readonly malformedRows?: number;
   readonly outputShape?: OutputShape;
@@ -96,7 +124,7 @@ export function createFaultDecider(initial: EmulatorFaults, seed: number): Fault
         const fault = faults[name] as RequestFault | undefined;
         if (fault === undefined) continue;
         const on = fault.on ?? "any";
-        if (on !== "any" && on !== kind) continue;
+        if (on !== "any" && on !== kind && !(on === "arm" && apiOf(kind) === "arm")) continue;
         if (!fires(name)) continue;
         if (name === "throttle") {
           return { type: "throttle", retryAfterSeconds: faults.throttle?.retryAfterSeconds ?? 1 };
@@ -112,11 +140,15 @@ export function createFaultDecider(initial: EmulatorFaults, seed: number): Fault
       const outcome = fires("failJobs") ? "fail" : fires("stuckJobs") ? "stuck" : "complete";
       const plan: {
         outcome: JobFaultPlan["outcome"];
+        error?: JobErrorBody;
+        journey?: readonly string[];
         rowSeed: number;
         missingRows?: MissingRowsFault;
         malformedRows?: number;
         outputShape?: OutputShape;
       } = { outcome, rowSeed: deriveSeed(seed, `job-${jobSequence}`) };
+      if (outcome === "fail") plan.error = faults.failJobs?.error ?? DEFAULT_JOB_ERROR;
+      if (fires("statusJourney")) plan.journey = faults.statusJourney?.statuses ?? DEFAULT_STATUS_JOURNEY;
       if (faults.missingRows !== undefined) plan.missingRows = faults.missingRows;
       if (faults.malformedRows?.count) plan.malformedRows = faults.malformedRows.count;
       if (faults.outputShape !== undefined) plan.outputShape = faults.outputShape;

@@ -40,6 +40,14 @@ function readEnv(env: NodeJS.ProcessEnv): Parameters<typeof createEmulator>[0] {
       `EMULATOR_AUTH_ALLOW_LOCAL_DEV must be true or false, got ${JSON.stringify(allowLocalDev)}`,
     );
   }
+  let datastores: unknown;
+  if (text("EMULATOR_DATASTORES") !== undefined) {
+    try {
+      datastores = JSON.parse(env.EMULATOR_DATASTORES as string);
+    } catch {
+      throw new TypeError('EMULATOR_DATASTORES must be JSON ({"<datastore>": "<container>", ...})');
+    }
+  }
   const options = {
     blobConnectionString: connectionString,
     auth:
@@ -52,6 +60,8 @@ function readEnv(env: NodeJS.ProcessEnv): Parameters<typeof createEmulator>[0] {
     outputPathTemplate: text("EMULATOR_OUTPUT_PATH_TEMPLATE"),
     coldStartMs: number("EMULATOR_COLD_START_MS"),
     runMs: number("EMULATOR_RUN_MS"),
+    cancelMs: number("EMULATOR_CANCEL_MS"),
+    datastores,
     seed: number("EMULATOR_SEED"),
     faults: faults === undefined ? undefined : validateFaults(faults, "EMULATOR_FAULTS"),
   };

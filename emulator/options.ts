@@ -12,8 +12,11 @@ import {
   type TokenApi,
 } from "./auth.ts";
 
-/** Which requests a request-level fault applies to: POST /jobs, GET /jobs/{name}, or both. */
-export type FaultTarget = "submit" | "status" | "any";
+/**
+ * Which requests a request-level fault applies to: POST /jobs ("submit"), GET /jobs/{name} ("status"), the
+ * ARM job GET ("arm_status") or cancel ("arm_cancel"), both ARM routes ("arm"), or all ("any").
+ */
+export type FaultTarget = "submit" | "status" | "arm_status" | "arm_cancel" | "arm" | "any";
 
 /**
  * How often a fault fires. `count`: the next N matching requests (or jobs), deterministic. `rate`: after the count is
@@ -40,6 +43,49 @@ export interface MissingRowsFault {
   /** Omit each row with this probability (seeded). */
   readonly rate?: number;
 }
+
+/** The service's error shape, as a failed job carries it. */
+export interface JobErrorBody {
+  readonly code: string;
+  readonly message: string;
+  readonly target?: string;
+  readonly details?: readonly JobErrorBody[];
+}
+
+export interface FailJobsFault extends FaultFrequency {
+  /** The failed job's error body. Default: a scoring script that exited with status 1 (UserError, with details). */
+  readonly error?: JobErrorBody;
+}
+
+export interface StatusJourneyFault extends FaultFrequency {
+  /**
+   * Statuses the job reports, in order, sharing its cold start and run time evenly, before it ends as it
+   * otherwise would. Any strings but the terminal ones (Completed, Failed, Canceled), so an unknown status
+   * can be sent too. Default DEFAULT_STATUS_JOURNEY: every non-terminal status, NotResponding recovering.
+   */
+  readonly statuses?: readonly string[];
+}
+
+/**
+ * Every non-terminal status of the service and SDK, NotResponding followed by Running again (it recovers),
+ * and one status no documentation knows ("Hibernating"), which a client must treat as running.
+ */
+export const DEFAULT_STATUS_JOURNEY: readonly string[] = Object.freeze([
+  "NotStarted",
+  "Scheduled",
+  "Starting",
+  "Provisioning",
+  "Preparing",
+  "Queued",
+  "Running",
+  "NotResponding",
+  "Running",
+  "Paused",
+  "Unknown",
+  "Hibernating",
+  "Running",
+  "Finalizing",
+]);
 
 export interface MalformedRowsFault {
   /** Number of junk lines appended to predictions.csv. */
@@ -76,7 +122,9 @@ export interface EmulatorFaults {
   /** The next N successful submits: the job exists, then the socket is destroyed before the response. */
   readonly loseSubmitResponse?: { readonly count?: number };
   /** Jobs that end Failed instead of Completed, writing no output. */
-  readonly failJobs?: FaultFrequency;
+  readonly failJobs?: FailJobsFault;
+  /** Jobs that pass through a list of statuses (default: every non-terminal one and an unknown one). */
+  readonly statusJourney?: StatusJourneyFault;
   /** Jobs that stay Running forever. */
   readonly stuckJobs?: FaultFrequency;
   /** Rows left out of predictions.csv, like failed mini-batches. Applies to every job created while set. */
@@ -106,17 +154,39 @@ export interface EmulatorOptions {
   readonly coldStartMs?: number;
   /** Time a job spends Running, in ms. Default 200. */
   readonly runMs?: number;
+  /** Time a cancelled job spends in CancelRequested before Canceled, in ms (minutes in Azure). Default 1000. */
+  readonly cancelMs?: number;
+  /**
+   * The workspace the ARM routes serve (`/subscriptions/{s}/resourceGroups/{rg}/providers/
+   * Microsoft.MachineLearningServices/workspaces/{ws}/jobs/...`); another one is 404. Default
+   * 00000000-0000-0000-0000-000000000000 / emulator / emulator, the ids v2 answers carry.
+   */
+  readonly armWorkspace?: ArmWorkspace;
+  /**
+   * Datastore name -> container, for `azureml://datastores/<name>/paths/...` URIs (inputs and outputs). A
+   * datastore not listed maps to outputContainer (the workspace's default datastore). Default {}.
+   */
+  readonly datastores?: Readonly<Record<string, string>>;
   /** Faults active from the start. Default none. */
   readonly faults?: EmulatorFaults;
   /** Seed of the PRNG behind rate faults, dropped rows and shuffles. Default 1. */
   readonly seed?: number;
-  /** Decides whether a bearer token is accepted (a rejected one gets 401). Default: any non-empty token. */
-  readonly acceptToken?: (token: string) => boolean;
+  /**
+   * Decides whether a bearer token is accepted (a rejected one gets 401), told which API the request is for
+   * (the data plane or ARM). Default: any non-empty token. Exclusive with `auth`.
+   */
+  readonly acceptToken?: (token: string, api: EmulatorApi) => boolean;
   /**
    * Validate tokens as Entra-protected Azure APIs do (signature against the authority's keys, audience per API,
    * issuer, expiry): see auth.ts. Takes the place of acceptToken. Default: not set (any non-empty token).
    */
   readonly auth?: EntraAuthOptions;
+}
+
+export interface ArmWorkspace {
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly workspace: string;
 }
 
 export interface ResolvedEmulatorOptions {
@@ -127,6 +197,9 @@ export interface ResolvedEmulatorOptions {
   readonly outputPathTemplate: string;
   readonly coldStartMs: number;
   readonly runMs: number;
+  readonly cancelMs: number;
+  readonly armWorkspace: ArmWorkspace;
+  readonly datastores: Readonly<Record<string, string>>;
   readonly faults: EmulatorFaults;
   readonly seed: number;
   /** Checks a request's bearer token for the API it calls (from `auth`, or else `acceptToken`). */
@@ -135,6 +208,9 @@ export interface ResolvedEmulatorOptions {
   readonly authority: string | undefined;
 }
 
+/** The two APIs the emulator serves: the endpoint's data plane and the workspace's ARM jobs API. */
+export type EmulatorApi = "data-plane" | "arm";
+
 export const EMULATOR_DEFAULTS = Object.freeze({
   host: "127.0.0.1",
   port: 0,
@@ -142,8 +218,16 @@ export const EMULATOR_DEFAULTS = Object.freeze({
   outputPathTemplate: "artifacts/output/{jobId}/predictions.csv",
   coldStartMs: 200,
   runMs: 200,
+  cancelMs: 1000,
+  armWorkspace: Object.freeze({
+    subscriptionId: "00000000-0000-0000-0000-000000000000",
+    resourceGroup: "emulator",
+    workspace: "emulator",
+  }),
   seed: 1,
 });
+
+const CONTAINER_NAME = /^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/;
 
 const OPTION_KEYS = new Set([
   "host",
@@ -153,6 +237,9 @@ const OPTION_KEYS = new Set([
   "outputPathTemplate",
   "coldStartMs",
   "runMs",
+  "cancelMs",
+  "armWorkspace",
+  "datastores",
   "faults",
   "seed",
   "acceptToken",
@@ -175,10 +262,7 @@ export function resolveEmulatorOptions(options: EmulatorOptions): ResolvedEmulat
   checkInteger(port, "options.port", 0, 65535);
   const outputContainer = o.outputContainer ?? EMULATOR_DEFAULTS.outputContainer;
   // Azure's container naming rules; Azurite in --loose mode would accept more, the real service would not.
-  if (
-    typeof outputContainer !== "string" ||
-    !/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(outputContainer)
-  ) {
+  if (typeof outputContainer !== "string" || !CONTAINER_NAME.test(outputContainer)) {
     throw new RangeError(
       `options.outputContainer must be a valid container name (3-63 lowercase letters, digits, single hyphens), got ${JSON.stringify(outputContainer)}`,
     );
@@ -196,6 +280,28 @@ export function resolveEmulatorOptions(options: EmulatorOptions): ResolvedEmulat
   checkNumber(coldStartMs, "options.coldStartMs", 0);
   const runMs = o.runMs ?? EMULATOR_DEFAULTS.runMs;
   checkNumber(runMs, "options.runMs", 0);
+  const cancelMs = o.cancelMs ?? EMULATOR_DEFAULTS.cancelMs;
+  checkNumber(cancelMs, "options.cancelMs", 0);
+  const armWorkspace = o.armWorkspace ?? EMULATOR_DEFAULTS.armWorkspace;
+  if (!isObject(armWorkspace)) throw new TypeError("options.armWorkspace must be an object");
+  rejectUnknownKeys(
+    armWorkspace,
+    new Set(["subscriptionId", "resourceGroup", "workspace"]),
+    "options.armWorkspace",
+  );
+  for (const key of ["subscriptionId", "resourceGroup", "workspace"] as const) {
+    if (typeof armWorkspace[key] !== "string" || armWorkspace[key] === "")
+      throw new TypeError(`options.armWorkspace.${key} must be a non-empty string`);
+  }
+  const datastores = o.datastores ?? {};
+  if (!isObject(datastores)) throw new TypeError("options.datastores must be an object");
+  for (const [name, container] of Object.entries(datastores)) {
+    if (typeof container !== "string" || !CONTAINER_NAME.test(container)) {
+      throw new RangeError(
+        `options.datastores.${name} must be a valid container name, got ${JSON.stringify(container)}`,
+      );
+    }
+  }
   const seed = o.seed ?? EMULATOR_DEFAULTS.seed;
   checkInteger(seed, "options.seed", Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const acceptToken = o.acceptToken ?? (() => true);
@@ -220,6 +326,9 @@ export function resolveEmulatorOptions(options: EmulatorOptions): ResolvedEmulat
     outputPathTemplate,
     coldStartMs,
     runMs,
+    cancelMs,
+    armWorkspace: Object.freeze({ ...armWorkspace }),
+    datastores: Object.freeze({ ...datastores }),
     faults,
     seed,
     authenticate: (token: string, api: TokenApi) => authenticator.authenticate(token, api),
@@ -232,14 +341,16 @@ const FAULT_KEYS: Readonly<Record<keyof EmulatorFaults, readonly string[]>> = {
   serverError: ["count", "rate", "on"],
   dropConnection: ["count", "rate", "on"],
   loseSubmitResponse: ["count"],
-  failJobs: ["count", "rate"],
+  failJobs: ["count", "rate", "error"],
+  statusJourney: ["count", "rate", "statuses"],
   stuckJobs: ["count", "rate"],
   missingRows: ["every", "rate"],
   malformedRows: ["count"],
   outputShape: ["delimiter", "header", "bracketed", "quoted", "crlf", "shuffle", "mlflow"],
 };
 
-const TARGETS: ReadonlySet<string> = new Set(["submit", "status", "any"]);
+const TARGETS: ReadonlySet<string> = new Set(["submit", "status", "arm_status", "arm_cancel", "arm", "any"]);
+const TERMINAL: ReadonlySet<string> = new Set(["Completed", "Failed", "Canceled"]);
 const DELIMITERS: ReadonlySet<string> = new Set([" ", ",", "\t"]);
 
 /**
@@ -274,9 +385,26 @@ export function validateFaults(faults: unknown, name = "faults"): EmulatorFaults
           break;
         case "on":
           if (typeof v !== "string" || !TARGETS.has(v)) {
-            throw new RangeError(`${field} must be "submit", "status" or "any", got ${JSON.stringify(v)}`);
+            throw new RangeError(
+              `${field} must be one of ${[...TARGETS].join(", ")}, got ${JSON.stringify(v)}`,
+            );
           }
           break;
+        case "statuses":
+          if (
+            !Array.isArray(v) ||
+            v.length === 0 ||
+            !v.every((status) => typeof status === "string" && status !== "" && !TERMINAL.has(status))
+          ) {
+            throw new TypeError(
+              `${field} must be a non-empty array of statuses other than Completed, Failed and Canceled`,
+            );
+          }
+          copy[key] = Object.freeze([...v]);
+          continue;
+        case "error":
+          copy[key] = checkErrorBody(v, field, 0);
+          continue;
         case "delimiter":
           if (typeof v !== "string" || !DELIMITERS.has(v)) {
             throw new RangeError(`${field} must be " ", "," or "\\t", got ${JSON.stringify(v)}`);
@@ -290,6 +418,27 @@ export function validateFaults(faults: unknown, name = "faults"): EmulatorFaults
     result[kind] = Object.freeze(copy);
   }
   return Object.freeze(result) as EmulatorFaults;
+}
+
+function checkErrorBody(value: unknown, name: string, depth: number): JobErrorBody {
+  if (!isObject(value)) throw new TypeError(`${name} must be an object {code, message, target?, details?}`);
+  rejectUnknownKeys(value, new Set(["code", "message", "target", "details"]), name);
+  if (typeof value.code !== "string" || value.code === "")
+    throw new TypeError(`${name}.code must be a non-empty string`);
+  if (typeof value.message !== "string") throw new TypeError(`${name}.message must be a string`);
+  if (value.target !== undefined && typeof value.target !== "string")
+    throw new TypeError(`${name}.target must be a string`);
+  if (value.details !== undefined && (!Array.isArray(value.details) || depth >= 3))
+    throw new TypeError(`${name}.details must be an array (nested at most 3 deep)`);
+  const details = (value.details as unknown[] | undefined)?.map((d, i) =>
+    checkErrorBody(d, `${name}.details[${i}]`, depth + 1),
+  );
+  return Object.freeze({
+    code: value.code,
+    message: value.message,
+    ...(value.target === undefined ? {} : { target: value.target as string }),
+    ...(details === undefined ? {} : { details: Object.freeze(details) }),
+  });
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

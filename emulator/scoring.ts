@@ -4,6 +4,7 @@
  * be scored is a failed job, not a broken emulator.
  */
 import { type BlobServiceClient, RestError } from "@azure/storage-blob";
+import { DEFAULT_JOB_ERROR } from "./faults.ts";
 import { predict } from "./formula.ts";
 import { InputError, readInput } from "./input.ts";
 import type { JobOutcome, JobRecord } from "./jobs.ts";
@@ -18,14 +19,20 @@ export function createScorer(deps: {
   readonly service: BlobServiceClient;
   /** Container of the default datastore: outputs go there, datastore input URIs resolve there. */
   readonly outputContainer: string;
+  /** Other datastores, by name (options.datastores). */
+  readonly datastores?: Readonly<Record<string, string>>;
 }): Scorer {
   const { service, outputContainer } = deps;
-  const uriContext = { accountName: service.accountName, datastoreContainer: outputContainer };
+  const uriContext = {
+    accountName: service.accountName,
+    datastoreContainer: outputContainer,
+    ...(deps.datastores ? { datastores: deps.datastores } : {}),
+  };
 
   return {
     async finish(job) {
       if (job.faults.outcome === "fail") {
-        return failed("SystemError", "emulated job failure (failJobs fault): the scoring run crashed");
+        return { status: "Failed", error: job.faults.error ?? DEFAULT_JOB_ERROR };
       }
       let input: Awaited<ReturnType<typeof readInput>>;
       try {

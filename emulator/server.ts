@@ -7,10 +7,9 @@ import { once } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { BlobServiceClient } from "@azure/storage-blob";
-import type { KnownJobStatus } from "../src/types.ts";
-import { bearerChallenge, type TokenApi } from "./auth.ts";
-import { createFaultDecider, type RequestKind } from "./faults.ts";
-import { createJobStore, type JobRecord, type JobSnapshot } from "./jobs.ts";
+import { bearerChallenge } from "./auth.ts";
+import { apiOf, createFaultDecider, type RequestKind } from "./faults.ts";
+import { createJobStore, type JobRecord, type JobSnapshot, type JobStatus } from "./jobs.ts";
 import { type EmulatorFaults, type EmulatorOptions, resolveEmulatorOptions } from "./options.ts";
 import { createScorer } from "./scoring.ts";
 import { parseSubmitBody, SubmitBodyError } from "./submit.ts";
@@ -20,6 +19,14 @@ export interface Emulator {
   readonly baseUrl: string;
   /** `${baseUrl}/jobs`: what the connector is configured with as the scoring URI. */
   readonly scoringUri: string;
+  /** Where the ARM routes are (FC_ARM_BASE_URL): the same server, `baseUrl`. */
+  readonly armBaseUrl: string;
+  /** The workspace the ARM routes serve (FC_ARM_SUBSCRIPTION_ID, FC_ARM_RESOURCE_GROUP, FC_ARM_WORKSPACE). */
+  readonly armWorkspace: {
+    readonly subscriptionId: string;
+    readonly resourceGroup: string;
+    readonly workspace: string;
+  };
   /** Replaces all faults (validated; throws TypeError/RangeError), resetting their counters. */
   setFaults(faults: EmulatorFaults): void;
   jobs(): JobSnapshot[];
@@ -27,10 +34,12 @@ export interface Emulator {
   close(): Promise<void>;
 }
 
-/** ARM prefix of v2 job ids; the job name is the last segment, as in Azure. */
-const ARM_JOB_PREFIX =
-  "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/emulator/providers/" +
-  "Microsoft.MachineLearningServices/workspaces/emulator/jobs/";
+/**
+ * The ARM routes of a workspace's jobs: GET .../jobs/{name} and POST .../jobs/{name}/cancel. ARM matches the
+ * path's fixed segments and the resource group without regard to case; job names are case-sensitive.
+ */
+const ARM_JOB_ROUTE =
+  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.MachineLearningServices\/workspaces\/([^/]+)\/jobs\/([^/]+)(\/cancel)?$/i;
 /** Azure's name for a workspace's default blob datastore; every datastore name maps to outputContainer. */
 const DEFAULT_DATASTORE = "workspaceblobstore";
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -52,10 +61,27 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
   const service = BlobServiceClient.fromConnectionString(config.blobConnectionString);
   // The workspace's default datastore exists in Azure; here it is created on first start.
   await service.getContainerClient(config.outputContainer).createIfNotExists();
-  const uriContext = { accountName: service.accountName, datastoreContainer: config.outputContainer };
+  const uriContext = {
+    accountName: service.accountName,
+    datastoreContainer: config.outputContainer,
+    datastores: config.datastores,
+  };
   const faults = createFaultDecider(config.faults, config.seed);
-  const store = createJobStore({ coldStartMs: config.coldStartMs, runMs: config.runMs });
-  const scorer = createScorer({ service, outputContainer: config.outputContainer });
+  const store = createJobStore({
+    coldStartMs: config.coldStartMs,
+    runMs: config.runMs,
+    cancelMs: config.cancelMs,
+  });
+  const scorer = createScorer({
+    service,
+    outputContainer: config.outputContainer,
+    datastores: config.datastores,
+  });
+  const workspace = config.armWorkspace;
+  // ARM prefix of v2 job ids; the job name is the last segment, as in Azure.
+  const armJobPrefix =
+    `/subscriptions/${workspace.subscriptionId}/resourceGroups/${workspace.resourceGroup}/providers/` +
+    `Microsoft.MachineLearningServices/workspaces/${workspace.workspace}/jobs/`;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://emulator");
@@ -66,6 +92,8 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
         throw new HttpError(405, "MethodNotAllowed", `${req.method} /jobs: use POST`);
       return endpoint(req, res, "submit");
     }
+    const arm = ARM_JOB_ROUTE.exec(path);
+    if (arm !== null) return armRoute(req, res, url, arm);
     const match = /^\/jobs\/([^/]+)$/.exec(path);
     if (match !== null) {
       if (req.method !== "GET")
@@ -81,13 +109,54 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     throw new HttpError(404, "NotFound", `no route for ${req.method} ${path}`);
   }
 
-  /** Auth, then injected faults, then the real work: 401s do not use up fault counts. */
+  /**
+   * ARM's checks before the token's: the api-version query parameter, then the workspace. An unknown job is
+   * 404 after authentication, as on the data plane.
+   */
+  async function armRoute(req: IncomingMessage, res: ServerResponse, url: URL, match: RegExpExecArray) {
+    const [, subscription, resourceGroup, workspaceName, rawName, cancel] = match as unknown as string[];
+    const kind: RequestKind = cancel === undefined ? "arm_status" : "arm_cancel";
+    const method = kind === "arm_status" ? "GET" : "POST";
+    if (req.method !== method) {
+      throw new HttpError(405, "MethodNotAllowed", `${req.method} ${url.pathname}: use ${method}`);
+    }
+    if (!url.searchParams.get("api-version")) {
+      throw new HttpError(
+        400,
+        "MissingApiVersionParameter",
+        "The api-version query parameter (?api-version=) is required for all requests.",
+      );
+    }
+    if (
+      subscription !== workspace.subscriptionId ||
+      resourceGroup?.toLowerCase() !== workspace.resourceGroup.toLowerCase() ||
+      workspaceName?.toLowerCase() !== workspace.workspace.toLowerCase()
+    ) {
+      throw new HttpError(
+        404,
+        "ResourceNotFound",
+        `The Resource 'Microsoft.MachineLearningServices/workspaces/${workspaceName}' under resource group '${resourceGroup}' was not found.`,
+      );
+    }
+    let jobName: string;
+    try {
+      jobName = decodeURIComponent(rawName as string);
+    } catch {
+      throw new HttpError(400, "BadRequest", `job name ${rawName} is not valid percent-encoding`);
+    }
+    return endpoint(req, res, kind, jobName);
+  }
+
+  /**
+   * Auth, then injected faults, then the real work: 401s do not use up fault counts. The token check is told
+   * which API is asked (data-plane or arm): their tokens are issued for different audiences.
+   */
   async function endpoint(
     req: IncomingMessage,
     res: ServerResponse,
     kind: RequestKind,
     jobName = "",
-    api: TokenApi = "data-plane",
+    api = apiOf(kind),
   ): Promise<void> {
     const token = /^Bearer\s+(\S.*)$/i.exec(req.headers.authorization ?? "")?.[1]?.trim();
     if (token === undefined || token === "") {
@@ -110,6 +179,8 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     if (fault?.type === "throttle") {
       send(res, 429, errorBody("TooManyRequests", "emulated throttling (throttle fault)"), {
         "Retry-After": String(fault.retryAfterSeconds),
+        // ARM says how many reads are left in the window; 0 here since this one was refused.
+        ...(apiOf(kind) === "arm" ? { "x-ms-ratelimit-remaining-subscription-reads": "0" } : {}),
       });
       return;
     }
@@ -119,10 +190,27 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     if (kind === "submit") return submit(req, res);
 
     const job = store.get(jobName);
-    if (job === undefined) throw new HttpError(404, "NotFound", `job ${jobName} not found`);
-    job.statusPolls++;
+    if (job === undefined) {
+      if (kind === "status") throw new HttpError(404, "NotFound", `job ${jobName} not found`);
+      throw new HttpError(
+        404,
+        "ResourceNotFound",
+        `The Resource 'Microsoft.MachineLearningServices/workspaces/${workspace.workspace}/jobs/${jobName}' was not found.`,
+      );
+    }
+    if (kind === "arm_cancel") {
+      // Asynchronous, as ARM does it: 202 now, CancelRequested for cancelMs, then Canceled. A job that has
+      // ended is left as it is (a no-op, answered the same).
+      store.cancel(job);
+      const location = `${armJobPrefix}${job.id}?api-version=${new URL(req.url ?? "/", "http://emulator").searchParams.get("api-version")}`;
+      res.writeHead(202, { Location: location, "Retry-After": "10", "Content-Length": 0 });
+      res.end();
+      return;
+    }
+    if (kind === "arm_status") job.armStatusPolls++;
+    else job.statusPolls++;
     const status = await store.observe(job, scorer.finish);
-    send(res, 200, jobBody(job, status));
+    send(res, 200, kind === "arm_status" ? armJobBody(job, status) : jobBody(job, status));
   }
 
   async function submit(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -179,13 +267,38 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     }
   }
 
-  function jobBody(job: JobRecord, status: KnownJobStatus): unknown {
+  /**
+   * The job as ARM's jobs API shows it: the resource, with its status in properties and no error body (ARM
+   * does not carry it; the data plane does).
+   */
+  function armJobBody(job: JobRecord, status: JobStatus): unknown {
+    return {
+      id: `${armJobPrefix}${job.id}`,
+      name: job.id,
+      type: "Microsoft.MachineLearningServices/workspaces/jobs",
+      properties: {
+        jobType: "Pipeline",
+        status,
+        experimentName: "batch-endpoint",
+        inputs: { input: { jobInputType: job.inputType ?? "uri_folder", uri: job.inputUri } },
+        outputs: {
+          score: {
+            jobOutputType: "uri_file",
+            uri: `azureml://datastores/${DEFAULT_DATASTORE}/paths/${job.outputBlobPath}`,
+          },
+        },
+      },
+      systemData: { createdAt: new Date(job.createdAtMs).toISOString() },
+    };
+  }
+
+  function jobBody(job: JobRecord, status: JobStatus): unknown {
     const error = job.outcome?.error;
     if (job.flavor === "guide") {
       return { id: job.id, status, ...(error === undefined ? {} : { error }) };
     }
     return {
-      id: `${ARM_JOB_PREFIX}${job.id}`,
+      id: `${armJobPrefix}${job.id}`,
       name: job.id,
       properties: {
         status,
@@ -197,7 +310,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
           },
         },
       },
-      ...(error === undefined ? {} : { error: { ...error, details: [] } }),
+      ...(error === undefined ? {} : { error: { ...error, details: error.details ?? [] } }),
     };
   }
 
@@ -221,6 +334,8 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
   return {
     baseUrl,
     scoringUri: `${baseUrl}/jobs`,
+    armBaseUrl: baseUrl,
+    armWorkspace: workspace,
     setFaults: (next) => faults.set(next),
     jobs: () => store.snapshots(),
     close() {

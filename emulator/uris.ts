@@ -14,8 +14,10 @@ export interface BlobLocation {
 export interface BlobUriContext {
   /** Account of the emulator's storage: a path-style URI whose first segment is this account skips it. */
   readonly accountName: string;
-  /** Container behind every datastore (the workspace's default datastore). */
+  /** Container behind every datastore not named in `datastores` (the workspace's default datastore). */
   readonly datastoreContainer: string;
+  /** Datastores registered for other containers, by name. */
+  readonly datastores?: Readonly<Record<string, string>>;
 }
 
 /** Parses an input URI; throws an Error whose message says what is wrong (the server answers 400 with it). */
@@ -43,8 +45,8 @@ export function parseBlobUri(uri: string, context: BlobUriContext): BlobLocation
 }
 
 /**
- * Parses `azureml://datastores/<ds>/paths/<path>`. Every datastore maps to the default datastore's container: the
- * emulator has one workspace with one datastore, whatever name the client knows it by.
+ * Parses `azureml://datastores/<ds>/paths/<path>`. A datastore registered in `datastores` maps to its container;
+ * any other name to the default datastore's, whatever name the client knows it by.
  */
 export function parseDatastoreUri(uri: string, context: BlobUriContext): BlobLocation {
   const match = /^azureml:\/\/datastores\/([^/]+)\/paths\/(.*)$/.exec(uri);
@@ -52,7 +54,10 @@ export function parseDatastoreUri(uri: string, context: BlobUriContext): BlobLoc
     throw new Error(`${JSON.stringify(uri)} must look like azureml://datastores/<datastore>/paths/<path>`);
   }
   const path = (match[2] ?? "").split("/").map(decodeSegment).join("/");
-  return { container: context.datastoreContainer, path };
+  const name = match[1] as string;
+  const registered =
+    context.datastores && Object.hasOwn(context.datastores, name) ? context.datastores[name] : undefined;
+  return { container: registered ?? context.datastoreContainer, path };
 }
 
 function decodeSegment(segment: string): string {

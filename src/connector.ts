@@ -8,6 +8,7 @@ import { Registry } from "prom-client";
 import { type BatchStore, createBatchStore } from "./azure/blobStore.ts";
 import { createCredential, credentialProblems } from "./azure/credential.ts";
 import { createEndpointClient } from "./azure/endpointClient.ts";
+import { createJobCanceller } from "./azure/jobCanceller.ts";
 import { createJobPoller } from "./azure/jobPoller.ts";
 import { createBatchPolicy } from "./batcher/index.ts";
 import type { Config } from "./config/index.ts";
@@ -117,13 +118,34 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
     validator: createEventValidator(config.validation),
     maxMessageBytes: config.validation.maxMessageBytes,
   });
-  const endpoint = createEndpointClient({ ...config.endpoint, credential, onEvent: instrument.endpoint });
+  const { subscriptionId, resourceGroup, workspace } = config.arm;
+  // The rules (src/config/rules.ts) let the three ARM names through all together or not at all.
+  const arm =
+    subscriptionId && resourceGroup && workspace
+      ? { ...config.arm, subscriptionId, resourceGroup, workspace }
+      : undefined;
+  const endpoint = createEndpointClient({
+    ...config.endpoint,
+    ...(arm ? { arm } : {}),
+    credential,
+    onEvent: instrument.endpoint,
+  });
   const poller = createJobPoller({ client: endpoint, ...config.poller, onEvent: instrument.poller });
+  const canceller =
+    arm?.cancelJobs === true
+      ? createJobCanceller({
+          client: endpoint,
+          timeoutMs: arm.cancelTimeoutMs,
+          onEvent: instrument.canceller,
+        })
+      : undefined;
   const jobs = createBatchJobRunner({
     store,
     endpoint,
     poller,
     apiFlavor: config.endpoint.apiFlavor,
+    jobInput: config.endpoint,
+    ...(canceller ? { cancelJob: canceller.cancel } : {}),
     retry,
     ...config.jobs,
     onEvent: instrument.batchJob,
@@ -284,6 +306,9 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
       // Whatever is still running ends now, without an outcome: its events stay uncommitted.
       pipeline.abandon();
       poller.close();
+      // Cancel requests still in flight are dropped and none starts from here on: the jobs the next owners
+      // resume must run on, and a timed-out job left running only costs compute.
+      canceller?.close();
       coordinator.stop();
       stopLagReporter();
       // Writers closed before leaving the group: no transaction is left open for the next owner to wait on.

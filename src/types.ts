@@ -119,7 +119,8 @@ export type KnownJobStatus =
   | "Canceled"
   | "NotResponding"
   | "Paused"
-  | "Unknown";
+  | "Unknown"
+  | "Scheduled";
 
 export const TERMINAL_JOB_STATUSES: ReadonlySet<string> = new Set(["Completed", "Failed", "Canceled"]);
 

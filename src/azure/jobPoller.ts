@@ -1,5 +1,5 @@
-import { TERMINAL_JOB_STATUSES } from "../types.ts";
 import type { EndpointClient, JobState } from "./endpointClient.ts";
+import { isKnownJobStatus, isTerminalJobStatus } from "./jobStatus.ts";
 
 export interface JobOutcome {
   readonly jobId: string;
@@ -30,7 +30,15 @@ export interface JobPollerOptions {
 /** What the poller reports. A failed read (after the HTTP pipeline's own retries) does not stop the polling. */
 export type PollerEvent =
   | { readonly type: "status_changed"; readonly jobId: string; readonly status: string }
-  | { readonly type: "status_read"; readonly jobId: string; readonly status: string }
+  /** Every read that got an answer; a 404 reads as Unknown (notFound). */
+  | {
+      readonly type: "status_read";
+      readonly jobId: string;
+      readonly status: string;
+      readonly notFound?: boolean;
+    }
+  /** A status none of KNOWN_JOB_STATUSES (src/azure/jobStatus.ts): told once per status, then treated as running. */
+  | { readonly type: "unknown_status"; readonly jobId: string; readonly status: string }
   | { readonly type: "poll_failed"; readonly jobId: string; readonly error: unknown };
 
 export interface WatchOptions {
@@ -79,6 +87,9 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
   const maxConcurrent = options.maxConcurrentPolls ?? 4;
   const lostAfterNotFound = options.lostAfterNotFound ?? 3;
   const jobs = new Map<string, Watched>();
+  // Statuses never heard of, told once each; bounded, so a service that sends ever new strings cannot grow it.
+  const unknownStatuses = new Set<string>();
+  const maxUnknownStatuses = 100;
   let timer: NodeJS.Timeout | undefined;
   let inFlight = 0;
   let closed = false;
@@ -121,12 +132,25 @@ export function createJobPoller(options: JobPollerOptions): JobPoller {
         job.seen = true;
         job.notFoundInARow = 0;
       }
-      emit({ type: "status_read", jobId: job.jobId, status: state.status });
+      emit({
+        type: "status_read",
+        jobId: job.jobId,
+        status: state.status,
+        ...(state.notFound === true ? { notFound: true } : {}),
+      });
+      if (
+        !isKnownJobStatus(state.status) &&
+        !unknownStatuses.has(state.status) &&
+        unknownStatuses.size < maxUnknownStatuses
+      ) {
+        unknownStatuses.add(state.status);
+        emit({ type: "unknown_status", jobId: job.jobId, status: state.status });
+      }
       if (state.status !== job.lastStatus) {
         job.lastStatus = state.status;
         emit({ type: "status_changed", jobId: job.jobId, status: state.status });
       }
-      if (TERMINAL_JOB_STATUSES.has(state.status)) {
+      if (isTerminalJobStatus(state.status)) {
         finish(job, {
           status: state.status as JobOutcome["status"],
           ...(state.error ? { error: state.error } : {}),

@@ -2,11 +2,14 @@
  * Settings of the Azure side: the two blob containers (blobStore.ts), the batch endpoint (endpointClient.ts),
  * the Entra credential (credential.ts) and the job poller (jobPoller.ts).
  */
+
+import type { Parser } from "../config/parsers.ts";
 import {
   blobPath,
   blobPathProblem,
   boolean,
   containerName,
+  datastoreName,
   headerSafeName,
   integer,
   oneOf,
@@ -16,6 +19,35 @@ import {
   tokenUrl,
 } from "../config/parsers.ts";
 import { defineSettings, type OptionsOf } from "../config/spec.ts";
+
+/** A parser from a pattern: the ARM names below have simple documented shapes. */
+function matching(expected: string, pattern: RegExp): Parser<string> {
+  return {
+    expected,
+    parse: (raw) => (pattern.test(raw) ? { ok: true, value: raw } : { ok: false }),
+  };
+}
+
+/** An Azure subscription id. */
+const subscriptionId = matching(
+  "a subscription id (a GUID such as 00000000-0000-0000-0000-000000000000)",
+  /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/,
+);
+/** Azure's resource group naming rule: 1-90 of letters, digits, _ - . ( ), not ending in a dot. */
+const resourceGroupName = matching(
+  "a resource group name (1 to 90 letters, digits, _ - . ( ), not ending with a dot)",
+  /^[-\p{L}\p{N}_.()]{0,89}[-\p{L}\p{N}_()]$/u,
+);
+/** Azure ML workspace names: 3-33 of letters, digits, - and _, starting with a letter or digit. */
+const workspaceName = matching(
+  "an Azure ML workspace name (3 to 33 letters, digits, - or _, starting with a letter or digit)",
+  /^[A-Za-z0-9][A-Za-z0-9_-]{2,32}$/,
+);
+/** ARM api-version values: a date, optionally with a -preview suffix. */
+const apiVersion = matching(
+  "an ARM api-version (YYYY-MM-DD, optionally followed by -preview)",
+  /^\d{4}-\d{2}-\d{2}(-preview)?$/,
+);
 
 /** Placeholders of FC_OUTPUT_PATH_TEMPLATE and FC_ENDPOINT_STATUS_URL_TEMPLATE. */
 export const OUTPUT_PATH_PLACEHOLDERS = ["jobId", "batchId"] as const;
@@ -111,6 +143,33 @@ export const ENDPOINT_SETTINGS = defineSettings({
       "Sent as azureml-model-deployment to target a non-default deployment; unset: the default one",
     parser: headerSafeName,
   },
+  statusApi: {
+    env: "FC_ENDPOINT_STATUS_API",
+    default: "data-plane",
+    description:
+      "Where job statuses are read: data-plane (FC_ENDPOINT_STATUS_URL_TEMPLATE) or arm (the workspace's jobs API through FC_ARM_*; v2 flavor)",
+    parser: oneOf(["data-plane", "arm"]),
+  },
+  inputUriForm: {
+    env: "FC_ENDPOINT_INPUT_URI_FORM",
+    default: "https",
+    description:
+      "(v2 flavor) how a job's input is named: https (the blob URL) or azureml (azureml://datastores/<FC_ENDPOINT_INPUT_DATASTORE>/paths/<path>)",
+    parser: oneOf(["https", "azureml"]),
+  },
+  inputDatastore: {
+    env: "FC_ENDPOINT_INPUT_DATASTORE",
+    description:
+      "(v2 flavor, with FC_ENDPOINT_INPUT_URI_FORM=azureml) the workspace datastore registered for FC_INPUT_CONTAINER",
+    parser: datastoreName,
+  },
+  inputType: {
+    env: "FC_ENDPOINT_INPUT_TYPE",
+    default: "UriFolder",
+    description:
+      "(v2 flavor) UriFolder (always the batch's folder) or auto (UriFile when the batch is a single file, else UriFolder)",
+    parser: oneOf(["UriFolder", "auto"]),
+  },
   tokenScope: {
     env: "FC_ENDPOINT_TOKEN_SCOPE",
     default: "https://ml.azure.com/.default",
@@ -144,6 +203,64 @@ export const ENDPOINT_SETTINGS = defineSettings({
 });
 export type EndpointSettings = OptionsOf<typeof ENDPOINT_SETTINGS>;
 export type ApiFlavor = EndpointSettings["apiFlavor"];
+export type StatusApi = EndpointSettings["statusApi"];
+
+/**
+ * The Azure ML workspace's jobs API on Azure Resource Manager: status reads (FC_ENDPOINT_STATUS_API=arm) and
+ * cancelling jobs the connector gives up on. Set the three names to enable it; the rest have defaults.
+ */
+export const ARM_SETTINGS = defineSettings({
+  subscriptionId: {
+    env: "FC_ARM_SUBSCRIPTION_ID",
+    description:
+      "Subscription of the Azure ML workspace; with FC_ARM_RESOURCE_GROUP and FC_ARM_WORKSPACE it enables the ARM jobs API (status reads, cancel)",
+    parser: subscriptionId,
+  },
+  resourceGroup: {
+    env: "FC_ARM_RESOURCE_GROUP",
+    description: "Resource group of the Azure ML workspace",
+    parser: resourceGroupName,
+  },
+  workspace: {
+    env: "FC_ARM_WORKSPACE",
+    description: "Name of the Azure ML workspace the batch endpoint belongs to",
+    parser: workspaceName,
+  },
+  baseUrl: {
+    env: "FC_ARM_BASE_URL",
+    default: "https://management.azure.com",
+    description:
+      "Azure Resource Manager URL (sovereign clouds have their own; http only for the loopback emulator)",
+    parser: tokenUrl,
+  },
+  apiVersion: {
+    env: "FC_ARM_API_VERSION",
+    default: "2024-04-01",
+    description: "api-version of the Microsoft.MachineLearningServices jobs API",
+    parser: apiVersion,
+  },
+  tokenScope: {
+    env: "FC_ARM_TOKEN_SCOPE",
+    default: "https://management.azure.com/.default",
+    description: "Entra token scope for ARM (its own token, apart from the endpoint's)",
+    parser: tokenScope,
+  },
+  cancelJobs: {
+    env: "FC_ARM_CANCEL_JOBS",
+    default: "true",
+    description:
+      "Cancel a job that timed out (before it is resubmitted) or that the batch gives up on; never on shutdown (needs a role allowed to cancel jobs)",
+    parser: boolean,
+  },
+  cancelTimeoutMs: {
+    env: "FC_ARM_CANCEL_TIMEOUT_MS",
+    default: "30000",
+    description:
+      "Time allowed for one cancel request, retries included; the connector never waits for the job to reach Canceled",
+    parser: integer(100, 600000),
+  },
+});
+export type ArmSettings = OptionsOf<typeof ARM_SETTINGS>;
 
 /** The Entra credential for the endpoint and, with an account URL, for Blob Storage. */
 export const CREDENTIAL_SETTINGS = defineSettings({

@@ -56,6 +56,18 @@ const TLS_ONLY_SETTINGS = [
   "FC_KAFKA_SSL_KEY_PASSWORD",
 ] as const;
 
+/** The three names that place the workspace on ARM; the other FC_ARM_* settings only refine them. */
+const ARM_WORKSPACE = ["FC_ARM_SUBSCRIPTION_ID", "FC_ARM_RESOURCE_GROUP", "FC_ARM_WORKSPACE"] as const;
+const ARM_REFINEMENTS = [
+  "FC_ARM_BASE_URL",
+  "FC_ARM_API_VERSION",
+  "FC_ARM_TOKEN_SCOPE",
+  "FC_ARM_CANCEL_JOBS",
+  "FC_ARM_CANCEL_TIMEOUT_MS",
+] as const;
+/** Settings that shape only the v2 body: with the guide flavor they would be ignored. */
+const V2_INPUT_SETTINGS = ["FC_ENDPOINT_INPUT_URI_FORM", "FC_ENDPOINT_INPUT_TYPE"] as const;
+
 const TOPICS = ["FC_INPUT_TOPIC", "FC_RESULTS_TOPIC", "FC_DEAD_LETTER_TOPIC", "FC_LEDGER_TOPIC"] as const;
 
 export const RULES: readonly Rule[] = [
@@ -217,6 +229,82 @@ export const RULES: readonly Rule[] = [
         : [
             `FC_ENDPOINT_STATUS_URL_TEMPLATE must give ${tokenUrl.expected} once filled, got "${filled}" for job "job-id"${result.detail === undefined ? "" : ` (${result.detail})`}`,
           ];
+    },
+  },
+  {
+    description: `ARM workspace: ${ARM_WORKSPACE.join(", ")} together or not at all; ${ARM_REFINEMENTS.join(", ")} only with them`,
+    check(context) {
+      const problems = [...allOrNone(ARM_WORKSPACE, "the ARM jobs API")(context)];
+      if (ARM_WORKSPACE.some((name) => context.isSet(name))) return problems;
+      const orphans = ARM_REFINEMENTS.filter((name) => context.isSet(name));
+      if (orphans.length > 0) {
+        problems.push(
+          `${orphans.join(", ")} set without ${ARM_WORKSPACE.join(", ")}: they only apply to the ARM jobs API of that workspace`,
+        );
+      }
+      return problems;
+    },
+  },
+  {
+    description:
+      "FC_ENDPOINT_STATUS_API=arm needs FC_ARM_SUBSCRIPTION_ID, FC_ARM_RESOURCE_GROUP and FC_ARM_WORKSPACE",
+    check({ values, isSet }) {
+      if (values.FC_ENDPOINT_STATUS_API !== "arm") return [];
+      const missing = ARM_WORKSPACE.filter((name) => !isSet(name));
+      return missing.length === 0
+        ? []
+        : [
+            `FC_ENDPOINT_STATUS_API=arm reads job statuses from the workspace's ARM jobs API: set ${missing.join(", ")}`,
+          ];
+    },
+  },
+  {
+    description:
+      "The ARM jobs API (FC_ENDPOINT_STATUS_API=arm, FC_ARM_*) and the v2 input settings (FC_ENDPOINT_INPUT_URI_FORM, FC_ENDPOINT_INPUT_TYPE, FC_ENDPOINT_INPUT_DATASTORE) need FC_ENDPOINT_API_FLAVOR=v2",
+    check({ values, isSet }) {
+      if (values.FC_ENDPOINT_API_FLAVOR !== "guide") return [];
+      const used = [
+        ...(values.FC_ENDPOINT_STATUS_API === "arm" ? ["FC_ENDPOINT_STATUS_API=arm"] : []),
+        ...ARM_WORKSPACE.filter((name) => isSet(name)),
+        ...V2_INPUT_SETTINGS.filter((name) => isSet(name)),
+        ...(isSet("FC_ENDPOINT_INPUT_DATASTORE") ? ["FC_ENDPOINT_INPUT_DATASTORE"] : []),
+      ];
+      return used.length === 0
+        ? []
+        : [
+            `${used.join(", ")} set with FC_ENDPOINT_API_FLAVOR=guide: they apply to Azure ML v2 jobs only (set FC_ENDPOINT_API_FLAVOR=v2, or unset them)`,
+          ];
+    },
+  },
+  {
+    description:
+      "FC_ENDPOINT_INPUT_URI_FORM=azureml needs FC_ENDPOINT_INPUT_DATASTORE, which is used only then",
+    check({ values, isSet }) {
+      const form = values.FC_ENDPOINT_INPUT_URI_FORM;
+      if (form === "azureml" && !isSet("FC_ENDPOINT_INPUT_DATASTORE")) {
+        return [
+          "FC_ENDPOINT_INPUT_URI_FORM=azureml needs FC_ENDPOINT_INPUT_DATASTORE: the datastore registered in the workspace for FC_INPUT_CONTAINER",
+        ];
+      }
+      if (form === "https" && isSet("FC_ENDPOINT_INPUT_DATASTORE")) {
+        return [
+          "FC_ENDPOINT_INPUT_DATASTORE is set but FC_ENDPOINT_INPUT_URI_FORM is not azureml: the datastore would be ignored (set FC_ENDPOINT_INPUT_URI_FORM=azureml, or unset it)",
+        ];
+      }
+      return [];
+    },
+  },
+  {
+    description: `With FC_AZURE_CREDENTIAL=local-dev and the ARM jobs API, FC_ARM_BASE_URL is on a loopback host (${LOOPBACK_HOSTS.join(", ")}): the emulator`,
+    check({ values, isSet }) {
+      if (values.FC_AZURE_CREDENTIAL !== "local-dev" || !ARM_WORKSPACE.every((name) => isSet(name)))
+        return [];
+      const base = values.FC_ARM_BASE_URL;
+      return loopbackHost(base) === false
+        ? [
+            `FC_AZURE_CREDENTIAL=local-dev is a development-only credential for the local emulator: FC_ARM_BASE_URL must then be on a loopback host (${LOOPBACK_HOSTS.join(", ")}), got ${base}`,
+          ]
+        : [];
     },
   },
   {

@@ -9,6 +9,7 @@
  * An empty variable counts as unset. Values are trimmed, except secrets, which are taken verbatim.
  */
 import {
+  ARM_SETTINGS,
   CREDENTIAL_SETTINGS,
   ENDPOINT_SETTINGS,
   INPUT_STORAGE_SETTINGS,
@@ -47,6 +48,7 @@ export const CONFIG_SPEC = {
   inputStorage: INPUT_STORAGE_SETTINGS,
   outputStorage: OUTPUT_STORAGE_SETTINGS,
   endpoint: ENDPOINT_SETTINGS,
+  arm: ARM_SETTINGS,
   credential: CREDENTIAL_SETTINGS,
   poller: POLLER_SETTINGS,
   jobs: JOB_SETTINGS,

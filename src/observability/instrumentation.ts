@@ -5,7 +5,10 @@
  * Tokens, keys and secrets never reach an event, so none reaches a log line here either.
  */
 import type { EndpointEvent } from "../azure/endpointClient.ts";
+import { describeServiceError } from "../azure/errors.ts";
+import type { CancelEvent } from "../azure/jobCanceller.ts";
 import type { PollerEvent } from "../azure/jobPoller.ts";
+import { jobStatusLabel } from "../azure/jobStatus.ts";
 import type { BatchJobEvent } from "../pipeline/batchJob.ts";
 import type { CoordinatorEvent } from "../pipeline/coordinator.ts";
 import type { PipelineEvent } from "../pipeline/pipeline.ts";
@@ -28,6 +31,7 @@ export interface Instrumentation {
   readonly batchJob: (event: BatchJobEvent) => void;
   readonly poller: (event: PollerEvent) => void;
   readonly endpoint: (event: EndpointEvent) => void;
+  readonly canceller: (event: CancelEvent) => void;
   readonly coordinator: (event: CoordinatorEvent) => void;
   /** When a step last succeeded (an upload, a job status read, a publish, a commit): for /readyz. */
   readonly lastProgressMs: () => number;
@@ -158,22 +162,52 @@ export function createInstrumentation(metrics: Metrics, logger: Logger): Instrum
           };
           for (const [reason, count] of Object.entries(rejected))
             if (count > 0) metrics.predictionRowsRejected.inc({ reason }, count);
+          metrics.jobRowsMissing.observe(event.missing);
+          if (event.missing > 0) metrics.predictionRowsMissing.inc(event.missing);
           break;
         }
         case "step_failed":
           break;
       }
       const warn =
-        event.type === "submit_failed" || event.type === "resubmitting" || event.type === "step_failed";
+        event.type === "submit_failed" ||
+        event.type === "resubmitting" ||
+        event.type === "step_failed" ||
+        (event.type === "finished" && event.outcome.status !== "Completed");
       const { type, ...fields } = event;
-      jobLog[warn ? "warn" : "info"](fields, `batch ${type}`);
+      // The service's error body in one line beside the structured one: what an operator greps for.
+      const serviceError =
+        event.type === "finished" && event.outcome.error
+          ? { serviceError: describeServiceError(event.outcome.error) }
+          : {};
+      jobLog[warn ? "warn" : "info"]({ ...fields, ...serviceError }, `batch ${type}`);
     },
 
     poller(event) {
-      if (event.type === "status_read") progressed();
-      else if (event.type === "status_changed")
-        jobLog.debug({ jobId: event.jobId, status: event.status }, "job status");
-      else jobLog.warn({ jobId: event.jobId, err: event.error }, "job status read failed; polling goes on");
+      switch (event.type) {
+        case "status_read":
+          progressed();
+          metrics.jobStatusReads.inc({ status: jobStatusLabel(event.status) });
+          break;
+        case "status_changed":
+          jobLog.debug({ jobId: event.jobId, status: event.status }, "job status");
+          break;
+        case "unknown_status":
+          jobLog.warn(
+            { jobId: event.jobId, status: event.status },
+            "job status never seen before: treated as running, bounded by the job timeout (told once per status)",
+          );
+          break;
+        case "poll_failed":
+          jobLog.warn({ jobId: event.jobId, err: event.error }, "job status read failed; polling goes on");
+          break;
+      }
+    },
+
+    canceller(event) {
+      metrics.jobCancels.inc({ reason: event.reason, outcome: event.outcome });
+      const { type: _, ...fields } = event;
+      jobLog[event.outcome === "accepted" ? "info" : "warn"](fields, "job cancel requested");
     },
 
     endpoint(event) {

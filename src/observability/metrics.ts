@@ -23,6 +23,8 @@ export const BUCKETS = {
   /** Events per batch: 1 (time trigger on a quiet topic) to FC_BATCH_MAX_RECORDS's upper range. */
   batchSizeEvents: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000],
   /** Bytes per batch: one small event to FC_BATCH_MAX_BYTES's upper bound (256 MiB). */
+  /** Events per Completed job left without a row in predictions.csv: 0 (the norm) to a whole large batch. */
+  rowsMissingPerJob: [0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 100000, 1000000],
   batchSizeBytes: [1e3, 1e4, 1e5, 2.5e5, 5e5, 1e6, 2e6, 4e6, 8e6, 1.6e7, 3.2e7, 6.4e7, 1.28e8, 2.56e8],
 } as const;
 
@@ -127,6 +129,29 @@ export function createMetrics(registry: Registry = new Registry()) {
     predictionsPublished: new Counter({
       name: `${p}predictions_published_total`,
       help: "Prediction records acknowledged by Kafka on the results topic.",
+      registers,
+    }),
+    predictionRowsMissing: new Counter({
+      name: `${p}prediction_rows_missing_total`,
+      help: "Events of Completed jobs that predictions.csv has no row for (failed mini-batches: deployments default to error_threshold -1); they become missing_prediction dead letters.",
+      registers,
+    }),
+    jobRowsMissing: new Histogram({
+      name: `${p}job_prediction_rows_missing`,
+      help: "Per Completed job, events predictions.csv has no row for (0 for a complete output).",
+      buckets: [...BUCKETS.rowsMissingPerJob],
+      registers,
+    }),
+    jobStatusReads: new Counter({
+      name: `${p}job_status_reads_total`,
+      help: "Job status reads answered, by the status read (a documented Azure ML status, or other).",
+      labelNames: ["status"] as const,
+      registers,
+    }),
+    jobCancels: new Counter({
+      name: `${p}job_cancels_total`,
+      help: "Cancel requests sent through ARM, by reason (timed_out, given_up) and outcome (accepted, not_found, rejected, failed, timeout, aborted).",
+      labelNames: ["reason", "outcome"] as const,
       registers,
     }),
     predictionRowsRejected: new Counter({

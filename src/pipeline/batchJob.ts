@@ -5,7 +5,9 @@
 import { createHash } from "node:crypto";
 import type { BatchStore } from "../azure/blobStore.ts";
 import type { EndpointClient } from "../azure/endpointClient.ts";
-import { EndpointError } from "../azure/errors.ts";
+import { describeServiceError, EndpointError } from "../azure/errors.ts";
+import type { CancelReason } from "../azure/jobCanceller.ts";
+import { type JobInputOptions, jobInput } from "../azure/jobInput.ts";
 import type { JobOutcome, JobPoller } from "../azure/jobPoller.ts";
 import type { ApiFlavor } from "../azure/settings.ts";
 import { planBatchFiles, serializeBatchFile } from "../batcher/index.ts";
@@ -41,9 +43,16 @@ export type BatchJobEvent =
 
 export interface BatchJobOptions extends JobSettings {
   readonly store: BatchStore;
-  readonly endpoint: EndpointClient;
+  readonly endpoint: Pick<EndpointClient, "submitJob">;
   readonly poller: JobPoller;
   readonly apiFlavor: ApiFlavor;
+  /** v2 flavor: how the job's input is named (https or azureml://, folder or single file). Default: https folder. */
+  readonly jobInput?: JobInputOptions;
+  /**
+   * Asks the service to cancel a job that timed out (before the next attempt) or whose batch is given up;
+   * fire and forget (src/azure/jobCanceller.ts). Never called on abort: those jobs are resumed elsewhere.
+   */
+  readonly cancelJob?: (jobId: string, context: { batchId: string; reason: CancelReason }) => void;
   /** Paces blob steps that outlasted the storage SDK's retries, and resubmission after an endpoint outage. */
   readonly retry: RetryPolicy;
   /** Deadline of one try of a blob step (upload, reading results). Default 5 minutes. */
@@ -179,13 +188,18 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
         error: (error as Error).message,
         retriable,
       });
+    // The guide flavor's body has no input type: its input is always the folder's https URL.
+    const input =
+      options.apiFlavor === "v2"
+        ? jobInput(batch, options.jobInput)
+        : { uri: batch.folderUri, type: "UriFolder" as const };
     try {
       const state = await retry.run(
         ({ abortSignal }) =>
           endpoint.submitJob(
             {
-              inputUri: batch.folderUri,
-              inputType: "UriFolder",
+              inputUri: input.uri,
+              inputType: input.type,
               repeatabilityId: repeatabilityId(batch.batchId, attempt),
               ...(options.apiFlavor === "v2"
                 ? { outputUri: `azureml://datastores/${options.outputDatastore}/paths/${v2OutputPath}` }
@@ -371,7 +385,16 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
         });
         emit({ type: "finished", batchId: batch.batchId, jobId, attempt, outcome });
         if (outcome.status !== "Completed") {
-          lastDetail = `job ${jobId} ended ${outcome.status}${outcome.error?.message ? `: ${outcome.error.message}` : ""}`;
+          // The service's own words (code, message, details) go to the dead letters' dlq.detail.
+          lastDetail = `job ${jobId} ended ${outcome.status}${outcome.error ? `: ${describeServiceError(outcome.error)}` : ""}`;
+          // A timed-out job still runs at the service: stop it, without waiting, before the next attempt or
+          // for good. Failed and Canceled have ended; a Lost job is unknown to the service.
+          if (outcome.status === "TimedOut") {
+            options.cancelJob?.(jobId, {
+              batchId: batch.batchId,
+              reason: attempt < options.maxAttempts ? "timed_out" : "given_up",
+            });
+          }
           continue;
         }
         const outputPath =

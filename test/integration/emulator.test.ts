@@ -8,7 +8,10 @@ import { BlobServiceClient, type ContainerClient } from "@azure/storage-blob";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import {
   createEmulator,
+  DEFAULT_JOB_ERROR,
+  DEFAULT_STATUS_JOURNEY,
   type Emulator,
+  type EmulatorApi,
   type EmulatorOptions,
   type JobSnapshot,
 } from "../../emulator/index.ts";
@@ -486,7 +489,8 @@ describe("batch endpoint emulator", () => {
       });
       const { body, seen } = await pollToEnd(emulator, submitted.body.name);
       expect(seen.at(-1)).toBe("Failed");
-      expect(body.error).toMatchObject({ code: expect.any(String), message: expect.any(String) });
+      // What a scoring script that raised looks like: UserError, the exit, details naming the script.
+      expect(body.error).toEqual(DEFAULT_JOB_ERROR);
       const job = snapshot(emulator, submitted.body.name);
       expect(job.faults.outcome).toBe("fail");
       expect(await outputs.getBlobClient(job.outputBlobPath).exists()).toBe(false);
@@ -588,5 +592,171 @@ describe("batch endpoint emulator", () => {
       expect(lines).not.toEqual(expected);
       expect([...lines].sort()).toEqual([...expected].sort());
     });
+  });
+});
+
+describe("the workspace's ARM jobs API", () => {
+  const API = "api-version=2024-04-01";
+  let emulator: Emulator;
+  const tokensSeen: Array<{ token: string; api: EmulatorApi }> = [];
+  let armJobs: string;
+
+  beforeAll(async () => {
+    emulator = await startEmulator({
+      cancelMs: 300,
+      datastores: { fcinput: "emulator-test-inputs" },
+      acceptToken: (token, api) => {
+        tokensSeen.push({ token, api });
+        return token !== "expired-token";
+      },
+    });
+    const w = emulator.armWorkspace;
+    armJobs = `${emulator.armBaseUrl}/subscriptions/${w.subscriptionId}/resourceGroups/${w.resourceGroup}/providers/Microsoft.MachineLearningServices/workspaces/${w.workspace}/jobs`;
+  });
+  afterAll(async () => {
+    await emulator?.close();
+  });
+  beforeEach(() => {
+    emulator.setFaults({});
+    tokensSeen.length = 0;
+  });
+
+  async function submitV2(rows = 2, inputType = "UriFolder") {
+    const { folderUri, fileUri } = await upload("a.json", JSON.stringify(makeRows(rows, "CA")));
+    const submitted = await call("POST", emulator.scoringUri, {
+      body: v2Body(inputType === "UriFile" ? fileUri : folderUri, `arm/${randomUUID()}/`, inputType),
+    });
+    expect(submitted.status).toBe(200);
+    return submitted.body.name as string;
+  }
+
+  async function armPollToEnd(name: string, limitMs = 10_000) {
+    const seen: string[] = [];
+    const deadline = Date.now() + limitMs;
+    for (;;) {
+      const reply = await call("GET", `${armJobs}/${name}?${API}`);
+      expect(reply.status).toBe(200);
+      const status = reply.body.properties.status as string;
+      if (seen.at(-1) !== status) seen.push(status);
+      if (["Completed", "Failed", "Canceled"].includes(status) || Date.now() > deadline)
+        return { seen, body: reply.body };
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  it("serves a job as an ARM resource with its status in properties, telling the token check it is ARM", async () => {
+    const name = await submitV2();
+    const { seen, body } = await armPollToEnd(name);
+    expect(seen.at(-1)).toBe("Completed");
+    expect(body).toMatchObject({
+      id: `${new URL(armJobs).pathname}/${name}`,
+      name,
+      type: "Microsoft.MachineLearningServices/workspaces/jobs",
+      properties: { status: "Completed" },
+    });
+    expect(body.error).toBeUndefined();
+    expect(snapshot(emulator, name)).toMatchObject({ statusPolls: 0, armStatusPolls: expect.any(Number) });
+    expect(new Set(tokensSeen.map((t) => t.api))).toEqual(new Set(["data-plane", "arm"]));
+    // Paths' fixed segments and the resource group are case-insensitive, as in ARM.
+    const upper = armJobs
+      .replace("/resourceGroups/", "/RESOURCEGROUPS/")
+      .replace("emulator/jobs", "EMULATOR/jobs");
+    expect((await call("GET", `${upper}/${name}?${API}`)).status).toBe(200);
+  });
+
+  it("has no error body for a failed job: that stays on the data plane", async () => {
+    emulator.setFaults({ failJobs: { count: 1 } });
+    const name = await submitV2();
+    const { seen, body } = await armPollToEnd(name);
+    expect(seen.at(-1)).toBe("Failed");
+    expect(body.error).toBeUndefined();
+    const dataPlane = await call("GET", `${emulator.scoringUri}/${name}`);
+    expect(dataPlane.body.error).toEqual(DEFAULT_JOB_ERROR);
+  });
+
+  it("cancels with 202: CancelRequested for cancelMs, then Canceled on both APIs; an ended job is left as it is", async () => {
+    emulator.setFaults({ stuckJobs: { count: 1 } });
+    const name = await submitV2();
+    const cancel = await call("POST", `${armJobs}/${name}/cancel?${API}`);
+    expect(cancel.status).toBe(202);
+    expect(cancel.headers.get("location")).toContain(`/jobs/${name}?${API}`);
+    expect(cancel.body).toBeUndefined();
+    const { seen } = await armPollToEnd(name);
+    expect(seen).toEqual(["CancelRequested", "Canceled"]);
+    expect((await call("GET", `${emulator.scoringUri}/${name}`)).body.properties.status).toBe("Canceled");
+    expect(snapshot(emulator, name)).toMatchObject({ status: "Canceled", cancelRequests: 1 });
+
+    const done = await submitV2();
+    expect((await armPollToEnd(done)).seen.at(-1)).toBe("Completed");
+    expect((await call("POST", `${armJobs}/${done}/cancel?${API}`)).status).toBe(202);
+    expect((await call("GET", `${armJobs}/${done}?${API}`)).body.properties.status).toBe("Completed");
+    expect(snapshot(emulator, done)).toMatchObject({ status: "Completed", cancelRequests: 1 });
+  });
+
+  it("answers like ARM: 400 without api-version, 404 for another workspace or an unknown job, 405, 401", async () => {
+    const name = await submitV2();
+    expect(await call("GET", `${armJobs}/${name}`)).toMatchObject({
+      status: 400,
+      body: { error: { code: "MissingApiVersionParameter" } },
+    });
+    const other = armJobs.replace("/workspaces/emulator/", "/workspaces/other/");
+    expect(await call("GET", `${other}/${name}?${API}`)).toMatchObject({
+      status: 404,
+      body: { error: { code: "ResourceNotFound" } },
+    });
+    expect(await call("POST", `${armJobs}/nope/cancel?${API}`)).toMatchObject({
+      status: 404,
+      body: { error: { code: "ResourceNotFound" } },
+    });
+    expect((await call("DELETE", `${armJobs}/${name}?${API}`)).status).toBe(405);
+    expect((await call("GET", `${armJobs}/${name}?${API}`, { token: null })).status).toBe(401);
+    expect((await call("GET", `${armJobs}/${name}?${API}`, { token: "expired-token" })).status).toBe(401);
+  });
+
+  it("throttles ARM alone with 429 and Retry-After (on: arm), the data plane untouched", async () => {
+    const name = await submitV2();
+    emulator.setFaults({ throttle: { count: 1, retryAfterSeconds: 7, on: "arm" } });
+    expect((await call("GET", `${emulator.scoringUri}/${name}`)).status).toBe(200);
+    const throttled = await call("GET", `${armJobs}/${name}?${API}`);
+    expect(throttled.status).toBe(429);
+    expect(throttled.headers.get("retry-after")).toBe("7");
+    expect(throttled.body.error.code).toBe("TooManyRequests");
+    expect((await call("GET", `${armJobs}/${name}?${API}`)).status).toBe(200);
+  });
+
+  it("walks a job through every non-terminal status, an unknown one included (statusJourney)", async () => {
+    const slow = await startEmulator({ coldStartMs: 1400, runMs: 1400 });
+    try {
+      slow.setFaults({ statusJourney: { count: 1 } });
+      const { folderUri } = await upload("j.json", JSON.stringify(makeRows(2, "CA")));
+      const submitted = await call("POST", slow.scoringUri, {
+        body: v2Body(folderUri, `arm/${randomUUID()}/`),
+      });
+      const { seen } = await pollToEnd(slow, submitted.body.name, 10_000);
+      expect(seen).toEqual([...DEFAULT_STATUS_JOURNEY, "Completed"]);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it("reads azureml:// inputs from a registered datastore's container, as a folder or a file", async () => {
+    const rows = makeRows(3, "TX");
+    const { folder } = await upload("d.json", JSON.stringify(rows));
+    for (const [uri, type] of [
+      [`azureml://datastores/fcinput/paths/${folder}/`, "UriFolder"],
+      [`azureml://datastores/fcinput/paths/${folder}/d.json`, "UriFile"],
+    ] as const) {
+      const submitted = await call("POST", emulator.scoringUri, {
+        body: v2Body(uri, `arm/${randomUUID()}/`, type),
+      });
+      expect(submitted.status).toBe(200);
+      const { body } = await pollToEnd(emulator, submitted.body.name);
+      expect(statusOf(body), uri).toBe("Completed");
+      const job = snapshot(emulator, submitted.body.name);
+      expect(job).toMatchObject({ inputType: type, rowsRead: 3 });
+      expect((await download(job.outputBlobPath)).split("\n").slice(0, -1)).toEqual(
+        expectedLines(rows, "d.json"),
+      );
+    }
   });
 });

@@ -7,18 +7,32 @@ import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Writable } from "node:stream";
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
 import { BlobServiceClient, type ContainerClient } from "@azure/storage-blob";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { createEmulator, type Emulator, type JobSnapshot } from "../../emulator/index.ts";
+import {
+  createEmulator,
+  DEFAULT_JOB_ERROR,
+  DEFAULT_STATUS_JOURNEY,
+  type Emulator,
+  type EmulatorApi,
+  type JobSnapshot,
+} from "../../emulator/index.ts";
 import {
   createEndpointClient,
   type EndpointClient,
   type EndpointClientOptions,
+  type EndpointOperation,
   type JobState,
 } from "../../src/azure/endpointClient.ts";
 import { EndpointError } from "../../src/azure/errors.ts";
+import { createJobPoller } from "../../src/azure/jobPoller.ts";
 import type { TokenRenewalCause } from "../../src/azure/tokenPolicy.ts";
+import { createInstrumentation } from "../../src/observability/instrumentation.ts";
+import { createLogger } from "../../src/observability/logger.ts";
+import { createMetrics } from "../../src/observability/metrics.ts";
 
 const stack = inject("stack");
 const INPUT_CONTAINER = "endpoint-client-test-in";
@@ -40,7 +54,7 @@ function countingCredential() {
 
 /** A client with fast retries, recording its hooks. */
 function client(scoringUri: string, options: Partial<EndpointClientOptions> = {}) {
-  const retries: Array<"submit" | "status"> = [];
+  const retries: EndpointOperation[] = [];
   const renewals: TokenRenewalCause[] = [];
   const creds = countingCredential();
   const endpoint: EndpointClient = createEndpointClient({
@@ -233,7 +247,9 @@ describe("endpoint client against the emulator", () => {
     );
 
     expect(error).toMatchObject({ status: 500, code: "InternalServerError", retriable: true });
-    expect(error.message).toMatch(/^job submission failed with HTTP 500: emulated server error/);
+    expect(error.message).toMatch(
+      /^job submission failed with HTTP 500: InternalServerError: emulated server error/,
+    );
     expect(c.retries).toEqual(["submit", "submit"]);
     expect(jobsWith(repeatabilityId)).toHaveLength(0);
   });
@@ -274,7 +290,7 @@ describe("endpoint client against the emulator", () => {
     );
 
     expect(error).toMatchObject({ name: "EndpointError", status: 400, code: "BadRequest", retriable: false });
-    expect(error.message).toContain("job submission failed with HTTP 400: input_data.uri:");
+    expect(error.message).toContain("job submission failed with HTTP 400: BadRequest: input_data.uri:");
     expect(c.retries).toEqual([]);
     expect(jobsWith(repeatabilityId)).toHaveLength(0);
 
@@ -531,4 +547,192 @@ describe("endpoint client requests on the wire", () => {
     expect(get?.headers["azureml-model-deployment"]).toBeUndefined();
     expect(get?.url).toBe("/jobs/status/job%2Fwith%20space?api-version=2024-04-01");
   });
+});
+
+describe("endpoint client and the workspace's ARM jobs API", () => {
+  const MANAGEMENT = "https://management.azure.com/.default";
+  const ML = "https://ml.azure.com/.default";
+  let arm: Emulator;
+  const tokensSeen: Array<{ token: string; api: EmulatorApi }> = [];
+
+  /** Tokens named after the scope they were issued for, so the emulator's check can tell audiences apart. */
+  const scopedCredential: TokenCredential = {
+    async getToken(scopes) {
+      const scope = Array.isArray(scopes) ? scopes[0] : scopes;
+      return { token: `${scope}#${randomUUID()}`, expiresOnTimestamp: Date.now() + 3_600_000 };
+    },
+  };
+
+  beforeAll(async () => {
+    arm = await createEmulator({
+      blobConnectionString: stack.blobConnectionString,
+      outputContainer: OUTPUT_CONTAINER,
+      coldStartMs: 40,
+      runMs: 40,
+      cancelMs: 200,
+      // An audience check: an ARM request must carry a management token, a data-plane one an ML token.
+      acceptToken: (token, api) => {
+        tokensSeen.push({ token, api });
+        return token.startsWith(api === "arm" ? MANAGEMENT : ML);
+      },
+    });
+  });
+  afterAll(async () => {
+    await arm?.close();
+  });
+  beforeEach(() => {
+    arm.setFaults({});
+    tokensSeen.length = 0;
+  });
+
+  function armClient(options: Partial<EndpointClientOptions> = {}) {
+    return client(arm.scoringUri, {
+      apiFlavor: "v2",
+      statusApi: "arm",
+      arm: { ...arm.armWorkspace, baseUrl: arm.armBaseUrl },
+      credential: scopedCredential,
+      ...options,
+    });
+  }
+
+  async function submit(c: ReturnType<typeof armClient>) {
+    const state = await c.endpoint.submitJob({
+      inputUri: await uploadBatch(),
+      inputType: "UriFolder",
+      outputUri: `azureml://datastores/workspaceblobstore/paths/arm-client/${randomUUID()}/predictions.csv`,
+      repeatabilityId: randomUUID(),
+    });
+    return state.jobId;
+  }
+
+  const job = (name: string) => arm.jobs().find((j) => j.id === name) as JobSnapshot;
+
+  it("reads statuses from ARM only, with a management-scope token from its own token policy", async () => {
+    const c = armClient();
+    const name = await submit(c);
+    const seen = await readUntilTerminal(c.endpoint, name);
+    expect(seen.at(-1)).toEqual({ jobId: name, status: "Completed" });
+    expect(job(name)).toMatchObject({ statusPolls: 0, armStatusPolls: expect.any(Number) });
+    expect(job(name).armStatusPolls).toBeGreaterThan(0);
+    expect(tokensSeen.filter((t) => t.api === "arm").every((t) => t.token.startsWith(MANAGEMENT))).toBe(true);
+    expect(tokensSeen.filter((t) => t.api === "data-plane").every((t) => t.token.startsWith(ML))).toBe(true);
+    // One token per audience: the two pipelines renew on their own.
+    expect(c.renewals).toEqual(["initial", "initial"]);
+  });
+
+  it("a job Failed on ARM gets its error body (code, message, details) from the data plane", async () => {
+    arm.setFaults({ failJobs: { count: 1 } });
+    const c = armClient();
+    const name = await submit(c);
+    const seen = await readUntilTerminal(c.endpoint, name);
+    expect(seen.at(-1)).toEqual({ jobId: name, status: "Failed", error: DEFAULT_JOB_ERROR });
+    expect(job(name).statusPolls).toBe(1);
+  });
+
+  it("honours ARM's 429 Retry-After through the SDK's retry policy, counting the retry", async () => {
+    const c = armClient();
+    const name = await submit(c);
+    arm.setFaults({ throttle: { count: 1, retryAfterSeconds: 1, on: "arm_status" } });
+    const started = Date.now();
+    const state = await c.endpoint.getJob(name);
+    // The wait is ARM's Retry-After (1 s), not the 10-50 ms backoff the client is configured with.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(state.jobId).toBe(name);
+    expect(c.retries).toEqual(["status"]);
+  });
+
+  it("cancels through ARM: accepted at once, then CancelRequested, then Canceled", async () => {
+    arm.setFaults({ stuckJobs: { count: 1 } });
+    const c = armClient();
+    const name = await submit(c);
+    expect(await c.endpoint.cancelJob(name)).toEqual({ outcome: "accepted", status: 202 });
+    expect(c.endpoint.canCancel).toBe(true);
+    const seen = (await readUntilTerminal(c.endpoint, name)).map((s) => s.status);
+    expect(seen).toEqual(["CancelRequested", "Canceled"]);
+    expect(job(name)).toMatchObject({ status: "Canceled", cancelRequests: 1 });
+    expect(await c.endpoint.cancelJob("batchjob-unknown")).toMatchObject({
+      outcome: "not_found",
+      status: 404,
+      error: { code: "ResourceNotFound" },
+    });
+  });
+
+  it("a cancel that outlasts the pipeline's retries is an EndpointError; another workspace's job is not found", async () => {
+    const c = armClient({ maxRetries: 1 });
+    const name = await submit(c);
+    arm.setFaults({ serverError: { count: 2, on: "arm_cancel" } });
+    const error = await rejection(c.endpoint.cancelJob(name));
+    expect(error).toMatchObject({ status: 500, retriable: true });
+    expect(c.retries).toEqual(["cancel"]);
+    const elsewhere = armClient({
+      arm: { ...arm.armWorkspace, workspace: "other-ws", baseUrl: arm.armBaseUrl },
+    });
+    expect(await elsewhere.endpoint.getJob(name)).toMatchObject({ status: "Unknown", notFound: true });
+  });
+
+  it("without the ARM settings there is no cancel, and ARM status reads are refused at construction", async () => {
+    const c = client(arm.scoringUri, { apiFlavor: "v2" });
+    expect(c.endpoint.canCancel).toBe(false);
+    await expect(c.endpoint.cancelJob("x")).rejects.toBeInstanceOf(EndpointError);
+    expect(() => client(arm.scoringUri, { statusApi: "arm" })).toThrow(TypeError);
+  });
+
+  it("the poller over ARM waits out every status, counts reads per status and tells the unknown one once", async () => {
+    const slow = await createEmulator({
+      blobConnectionString: stack.blobConnectionString,
+      outputContainer: OUTPUT_CONTAINER,
+      coldStartMs: 700,
+      runMs: 700,
+      faults: { statusJourney: { count: 2 } },
+    });
+    try {
+      const lines: Array<Record<string, unknown>> = [];
+      const logger = createLogger(
+        "debug",
+        new Writable({
+          write(chunk, _encoding, done) {
+            lines.push(JSON.parse(chunk.toString()));
+            done();
+          },
+        }),
+      );
+      const metrics = createMetrics(new Registry());
+      const instrument = createInstrumentation(metrics, logger);
+      const c = client(slow.scoringUri, {
+        apiFlavor: "v2",
+        statusApi: "arm",
+        arm: { ...slow.armWorkspace, baseUrl: slow.armBaseUrl },
+      });
+      const poller = createJobPoller({ client: c.endpoint, pollIntervalMs: 20, onEvent: instrument.poller });
+      const names = [await submitTo(slow, c), await submitTo(slow, c)];
+      const outcomes = await Promise.all(names.map((name) => poller.watch(name, { timeoutMs: 20_000 })));
+      poller.close();
+      expect(outcomes.map((o) => o.status)).toEqual(["Completed", "Completed"]);
+
+      const reads = await metrics.jobStatusReads.get();
+      const byStatus = new Map(reads.values.map((v) => [String(v.labels.status), v.value]));
+      for (const status of new Set(DEFAULT_STATUS_JOURNEY)) {
+        const label = status === "Hibernating" ? "other" : status;
+        expect(byStatus.get(label), status).toBeGreaterThan(0);
+      }
+      expect(byStatus.get("Completed")).toBe(2);
+      const unknown = lines.filter((l) => String(l.msg).startsWith("job status never seen before"));
+      expect(unknown).toHaveLength(1);
+      expect(unknown[0]).toMatchObject({ level: "warn", status: "Hibernating" });
+      expect(slow.jobs().every((j) => j.statusPolls === 0)).toBe(true);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  async function submitTo(target: Emulator, c: ReturnType<typeof client>) {
+    const state = await c.endpoint.submitJob({
+      inputUri: await uploadBatch(),
+      inputType: "UriFolder",
+      outputUri: `azureml://datastores/workspaceblobstore/paths/arm-poller/${randomUUID()}/predictions.csv`,
+      repeatabilityId: randomUUID(),
+    });
+    expect(target.jobs().some((j) => j.id === state.jobId)).toBe(true);
+    return state.jobId;
+  }
 });

@@ -487,6 +487,113 @@ describe("createBatchJobRunner", () => {
       expect(store.opened.map((o) => o.path)).toEqual([`predictions/${B}/${B}-attempt2/predictions.csv`]);
     });
 
+    it("cancels a timed-out job before the next attempt, and the last one as given up, without waiting", async () => {
+      const { batch } = await uploadedBatch();
+      const endpoint = fakeEndpoint([{ jobId: "job-1" }, { jobId: "job-2" }]);
+      const timedOut = { status: "TimedOut", error: { code: "Timeout", message: "no terminal status" } };
+      const poller = fakePoller({ "job-1": timedOut as Ending, "job-2": timedOut as Ending });
+      const cancels: Array<{ jobId: string; batchId: string; reason: string }> = [];
+      const { runner } = setup(
+        { endpoint, poller },
+        { maxAttempts: 2, cancelJob: (jobId, context) => cancels.push({ jobId, ...context }) },
+      );
+      const result = await runner.score(batch);
+      expect(result.kind).toBe("failed");
+      expect(cancels).toEqual([
+        { jobId: "job-1", batchId: B, reason: "timed_out" },
+        { jobId: "job-2", batchId: B, reason: "given_up" },
+      ]);
+    });
+
+    it("never cancels a job that ended by itself (Failed, Canceled), was lost, or whose watch was aborted", async () => {
+      const { batch } = await uploadedBatch();
+      const cancels: string[] = [];
+      const ended = setup(
+        {
+          endpoint: fakeEndpoint([{ jobId: "f" }, { jobId: "c" }, { jobId: "l" }]),
+          poller: fakePoller({ f: { status: "Failed" }, c: { status: "Canceled" }, l: { status: "Lost" } }),
+        },
+        { maxAttempts: 3, cancelJob: (jobId) => cancels.push(jobId) },
+      );
+      expect((await ended.runner.score(batch)).kind).toBe("failed");
+      const controller = new AbortController();
+      const stopped = setup(
+        { endpoint: fakeEndpoint([{ jobId: "h" }]), poller: fakePoller({ h: "hang" }) },
+        { cancelJob: (jobId) => cancels.push(jobId) },
+      );
+      const scoring = stopped.runner.score(batch, { abortSignal: controller.signal });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      controller.abort(new Error("shutdown"));
+      await expect(scoring).rejects.toThrow("shutdown");
+      expect(cancels).toEqual([]);
+    });
+
+    it("puts the service's whole error body (code, message, details) in the failed batch's detail", async () => {
+      const { batch } = await uploadedBatch();
+      const poller = fakePoller({
+        "job-1": {
+          status: "Failed",
+          error: {
+            code: "UserError",
+            message: "Execution failed.",
+            details: [
+              { code: "ScriptExecution.StreamAccess.NotFound", message: "input not found", target: "input" },
+            ],
+          },
+        },
+      });
+      const { runner } = setup({ endpoint: fakeEndpoint([{ jobId: "job-1" }]), poller }, { maxAttempts: 1 });
+      const result = await runner.score(batch);
+      expect(result).toMatchObject({
+        kind: "failed",
+        detail:
+          "job job-1 ended Failed: UserError: Execution failed. [details: ScriptExecution.StreamAccess.NotFound: input not found (input)]",
+      });
+    });
+
+    it("v2 flavor: names the input as the folder's https URL, its azureml:// datastore path, or its one file", async () => {
+      const one = await uploadedBatch(["CA_1", "TX_1"]);
+      const folder = one.batch.folderUri;
+      const path = one.batch.files[0]?.blobPath as string;
+      const cases = [
+        [{}, { inputUri: folder, inputType: "UriFolder" }],
+        [{ inputType: "auto" as const }, { inputUri: `${folder}/${B}-0.json`, inputType: "UriFile" }],
+        [
+          { inputUriForm: "azureml" as const, inputDatastore: "fcinput" },
+          {
+            inputUri: `azureml://datastores/fcinput/paths/${path.slice(0, path.lastIndexOf("/"))}/`,
+            inputType: "UriFolder",
+          },
+        ],
+        [
+          { inputUriForm: "azureml" as const, inputDatastore: "fcinput", inputType: "auto" as const },
+          { inputUri: `azureml://datastores/fcinput/paths/${path}`, inputType: "UriFile" },
+        ],
+      ] as const;
+      for (const [jobInput, expected] of cases) {
+        const endpoint = fakeEndpoint([{ jobId: "job-1" }]);
+        const { runner } = setup(
+          { endpoint, store: fakeStore({ predictions: () => csv() }) },
+          { apiFlavor: "v2", jobInput },
+        );
+        await runner.score(one.batch);
+        expect(endpoint.calls[0]?.request, JSON.stringify(jobInput)).toMatchObject(expected);
+      }
+      // A batch of several files is always a folder, whatever the setting.
+      const several = await uploadedBatch(["CA_1", "CA_1"]);
+      expect(several.batch.files.length).toBe(2);
+      const endpoint = fakeEndpoint([{ jobId: "job-1" }]);
+      const { runner } = setup(
+        { endpoint, store: fakeStore({ predictions: () => csv() }) },
+        { apiFlavor: "v2", jobInput: { inputType: "auto" } },
+      );
+      await runner.score(several.batch);
+      expect(endpoint.calls[0]?.request).toMatchObject({
+        inputUri: several.batch.folderUri,
+        inputType: "UriFolder",
+      });
+    });
+
     it("resubmits a Failed job as a new attempt with a new repeatability id", async () => {
       const { batch } = await uploadedBatch();
       const store = fakeStore({ predictions: () => csv(...FULL_PREDICTIONS) });
@@ -522,7 +629,7 @@ describe("createBatchJobRunner", () => {
           type: "resubmitting",
           batchId: B,
           attempt: 2,
-          reason: "job job-1 ended Failed: scoring script crashed",
+          reason: "job job-1 ended Failed: ScriptError: scoring script crashed",
         },
         { type: "submitted", batchId: B, jobId: "job-2", attempt: 2 },
         {
@@ -561,7 +668,7 @@ describe("createBatchJobRunner", () => {
         kind: "failed",
         batch,
         jobId: "job-2",
-        detail: "job job-2 ended Failed: out of memory",
+        detail: "job job-2 ended Failed: OutOfMemory: out of memory",
       });
       expect(endpoint.calls).toHaveLength(2);
       expect(poller.watches.map((w) => w.jobId)).toEqual(["job-1", "job-2"]);
@@ -607,7 +714,7 @@ describe("createBatchJobRunner", () => {
         kind: "failed",
         batch,
         jobId: "job-t",
-        detail: "job job-t ended TimedOut: no terminal status after 600000 ms (last: Running)",
+        detail: "job job-t ended TimedOut: Timeout: no terminal status after 600000 ms (last: Running)",
       });
     });
 

@@ -86,6 +86,18 @@ const FULL: NodeJS.ProcessEnv = {
   FC_AZURE_CREDENTIAL: "local-dev",
   FC_AZURE_DISABLE_INSTANCE_DISCOVERY: "true",
   FC_ENDPOINT_OUTPUT_DATASTORE: "my_datastore",
+  FC_ENDPOINT_STATUS_API: "arm",
+  FC_ENDPOINT_INPUT_URI_FORM: "azureml",
+  FC_ENDPOINT_INPUT_DATASTORE: "fc_input",
+  FC_ENDPOINT_INPUT_TYPE: "auto",
+  FC_ARM_SUBSCRIPTION_ID: "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+  FC_ARM_RESOURCE_GROUP: "rg-forecasting.prod(1)",
+  FC_ARM_WORKSPACE: "mlw-forecasting",
+  FC_ARM_BASE_URL: "http://127.0.0.1:8080",
+  FC_ARM_API_VERSION: "2024-10-01-preview",
+  FC_ARM_TOKEN_SCOPE: "https://management.core.windows.net/.default",
+  FC_ARM_CANCEL_JOBS: "false",
+  FC_ARM_CANCEL_TIMEOUT_MS: "5000",
   FC_HTTP_MAX_RETRIES: "2",
   FC_HTTP_RETRY_DELAY_MS: "10",
   FC_HTTP_MAX_RETRY_DELAY_MS: "100",
@@ -150,6 +162,18 @@ const DOCUMENTED = [
   "FC_AZURE_CREDENTIAL",
   "FC_AZURE_DISABLE_INSTANCE_DISCOVERY",
   "FC_ENDPOINT_OUTPUT_DATASTORE",
+  "FC_ENDPOINT_STATUS_API",
+  "FC_ENDPOINT_INPUT_URI_FORM",
+  "FC_ENDPOINT_INPUT_DATASTORE",
+  "FC_ENDPOINT_INPUT_TYPE",
+  "FC_ARM_SUBSCRIPTION_ID",
+  "FC_ARM_RESOURCE_GROUP",
+  "FC_ARM_WORKSPACE",
+  "FC_ARM_BASE_URL",
+  "FC_ARM_API_VERSION",
+  "FC_ARM_TOKEN_SCOPE",
+  "FC_ARM_CANCEL_JOBS",
+  "FC_ARM_CANCEL_TIMEOUT_MS",
   "FC_HTTP_MAX_RETRIES",
   "FC_HTTP_RETRY_DELAY_MS",
   "FC_HTTP_MAX_RETRY_DELAY_MS",
@@ -243,13 +267,25 @@ describe("loadConfig: defaults", () => {
       scoringUri: "https://sales-forecast-endpoint-v2.germanywestcentral.inference.ml.azure.com/jobs",
       apiFlavor: "guide",
       statusUrlTemplate: "{scoringUri}/{jobId}",
+      statusApi: "data-plane",
+      inputUriForm: "https",
+      inputType: "UriFolder",
       tokenScope: "https://ml.azure.com/.default",
       maxRetries: 6,
       retryDelayInMs: 1000,
       maxRetryDelayInMs: 60000,
       requestTimeoutInMs: 30000,
     });
+    // No workspace named: no ARM status reads, no cancel.
+    expect(config.arm).toEqual({
+      baseUrl: "https://management.azure.com",
+      apiVersion: "2024-04-01",
+      tokenScope: "https://management.azure.com/.default",
+      cancelJobs: true,
+      cancelTimeoutMs: 30000,
+    });
     expect(config.credential).toEqual({ kind: "default", disableInstanceDiscovery: false });
+
     expect(config.poller).toEqual({ pollIntervalMs: 30000 });
     expect(config.jobs).toEqual({
       jobTimeoutMs: 3600000,
@@ -750,6 +786,115 @@ describe("cross-field rules", () => {
     ).toBe("https://status.example.com/jobs/{jobId}");
   });
 
+  describe("the ARM jobs API and the v2 input settings", () => {
+    const V2 = { FC_ENDPOINT_API_FLAVOR: "v2" };
+    const WORKSPACE = {
+      ...V2,
+      FC_ARM_SUBSCRIPTION_ID: "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+      FC_ARM_RESOURCE_GROUP: "rg-forecasting",
+      FC_ARM_WORKSPACE: "mlw-forecasting",
+    };
+
+    it("takes ARM polling with the three workspace names, the defaults filling the rest", () => {
+      const config = loadConfig(withEnv({ ...WORKSPACE, FC_ENDPOINT_STATUS_API: "arm" }));
+      expect(config.endpoint.statusApi).toBe("arm");
+      expect(config.arm).toEqual({
+        subscriptionId: "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+        resourceGroup: "rg-forecasting",
+        workspace: "mlw-forecasting",
+        baseUrl: "https://management.azure.com",
+        apiVersion: "2024-04-01",
+        tokenScope: "https://management.azure.com/.default",
+        cancelJobs: true,
+        cancelTimeoutMs: 30000,
+      });
+    });
+
+    it("refuses ARM polling without the workspace, naming what is missing", () => {
+      expect(problemsOf({ ...V2, FC_ENDPOINT_STATUS_API: "arm" })).toEqual([
+        "FC_ENDPOINT_STATUS_API=arm reads job statuses from the workspace's ARM jobs API: set FC_ARM_SUBSCRIPTION_ID, FC_ARM_RESOURCE_GROUP, FC_ARM_WORKSPACE",
+      ]);
+      expect(
+        problemsOf({
+          ...V2,
+          FC_ENDPOINT_STATUS_API: "arm",
+          FC_ARM_SUBSCRIPTION_ID: WORKSPACE.FC_ARM_SUBSCRIPTION_ID,
+        }),
+      ).toEqual([
+        "FC_ARM_SUBSCRIPTION_ID set without FC_ARM_RESOURCE_GROUP, FC_ARM_WORKSPACE: the ARM jobs API needs all of FC_ARM_SUBSCRIPTION_ID, FC_ARM_RESOURCE_GROUP, FC_ARM_WORKSPACE",
+        "FC_ENDPOINT_STATUS_API=arm reads job statuses from the workspace's ARM jobs API: set FC_ARM_RESOURCE_GROUP, FC_ARM_WORKSPACE",
+      ]);
+    });
+
+    it("refuses ARM refinements without the workspace: they would be ignored", () => {
+      expect(problemsOf({ FC_ARM_API_VERSION: "2024-04-01", FC_ARM_CANCEL_JOBS: "false" })).toEqual([
+        "FC_ARM_API_VERSION, FC_ARM_CANCEL_JOBS set without FC_ARM_SUBSCRIPTION_ID, FC_ARM_RESOURCE_GROUP, FC_ARM_WORKSPACE: they only apply to the ARM jobs API of that workspace",
+      ]);
+    });
+
+    it("refuses the ARM and v2 input settings with the guide flavor", () => {
+      const { FC_ENDPOINT_API_FLAVOR: _, ...workspace } = WORKSPACE;
+      expect(
+        problemsOf({ ...workspace, FC_ENDPOINT_STATUS_API: "arm", FC_ENDPOINT_INPUT_TYPE: "auto" }),
+      ).toEqual([
+        "FC_ENDPOINT_STATUS_API=arm, FC_ARM_SUBSCRIPTION_ID, FC_ARM_RESOURCE_GROUP, FC_ARM_WORKSPACE, FC_ENDPOINT_INPUT_TYPE set with FC_ENDPOINT_API_FLAVOR=guide: they apply to Azure ML v2 jobs only (set FC_ENDPOINT_API_FLAVOR=v2, or unset them)",
+      ]);
+    });
+
+    it("an azureml:// input needs its datastore, and the datastore needs the azureml form", () => {
+      expect(problemsOf({ ...V2, FC_ENDPOINT_INPUT_URI_FORM: "azureml" })).toEqual([
+        expect.stringMatching(/^FC_ENDPOINT_INPUT_URI_FORM=azureml needs FC_ENDPOINT_INPUT_DATASTORE/),
+      ]);
+      expect(problemsOf({ ...V2, FC_ENDPOINT_INPUT_DATASTORE: "fc_input" })).toEqual([
+        expect.stringMatching(
+          /^FC_ENDPOINT_INPUT_DATASTORE is set but FC_ENDPOINT_INPUT_URI_FORM is not azureml/,
+        ),
+      ]);
+      const config = loadConfig(
+        withEnv({ ...V2, FC_ENDPOINT_INPUT_URI_FORM: "azureml", FC_ENDPOINT_INPUT_DATASTORE: "fc_input" }),
+      );
+      expect(config.endpoint).toMatchObject({ inputUriForm: "azureml", inputDatastore: "fc_input" });
+    });
+
+    it("refuses malformed ARM names and plain http to an ARM host off loopback", () => {
+      const problems = problemsOf({
+        ...WORKSPACE,
+        FC_ARM_SUBSCRIPTION_ID: "not-a-guid",
+        FC_ARM_RESOURCE_GROUP: "ends.with.dot.",
+        FC_ARM_WORKSPACE: "x",
+        FC_ARM_API_VERSION: "v2",
+        FC_ARM_BASE_URL: "http://management.example.com",
+      });
+      for (const name of [
+        "FC_ARM_SUBSCRIPTION_ID",
+        "FC_ARM_RESOURCE_GROUP",
+        "FC_ARM_WORKSPACE",
+        "FC_ARM_API_VERSION",
+        "FC_ARM_BASE_URL",
+      ])
+        expect(
+          problems.some((p) => p.startsWith(name)),
+          name,
+        ).toBe(true);
+    });
+
+    it("with the local-dev credential, ARM must be the loopback emulator", () => {
+      const local = {
+        ...WORKSPACE,
+        FC_AZURE_CREDENTIAL: "local-dev",
+        FC_ENDPOINT_SCORING_URI: "http://127.0.0.1:8080/jobs",
+        FC_INPUT_STORAGE_ACCOUNT_URL: undefined,
+        FC_INPUT_STORAGE_CONNECTION_STRING: AZURITE,
+      };
+      expect(problemsOf(local)).toEqual([
+        "FC_AZURE_CREDENTIAL=local-dev is a development-only credential for the local emulator: FC_ARM_BASE_URL must then be on a loopback host (localhost, 127.0.0.1, ::1), got https://management.azure.com",
+      ]);
+      expect(loadConfig(withEnv({ ...local, FC_ARM_BASE_URL: "http://127.0.0.1:8080" })).arm.baseUrl).toBe(
+        "http://127.0.0.1:8080",
+      );
+    });
+  });
+
   it("FC_JOB_TIMEOUT_MS must exceed FC_JOB_POLL_INTERVAL_MS", () => {
     expect(problemsOf({ FC_JOB_TIMEOUT_MS: "30000" })).toEqual([
       "FC_JOB_TIMEOUT_MS (30000) must be greater than FC_JOB_POLL_INTERVAL_MS (30000)",
@@ -779,7 +924,7 @@ describe("the result", () => {
   it("is deeply frozen", () => {
     const config = loadConfig(FULL);
     const objects: unknown[] = [config, config.kafka, config.kafka.brokers, ...Object.values(config)];
-    expect(objects).toHaveLength(3 + 18);
+    expect(objects).toHaveLength(3 + 19);
     for (const object of objects) expect(Object.isFrozen(object)).toBe(true);
     expect(() => {
       (config.kafka as { clientId: string }).clientId = "changed";

@@ -3,11 +3,11 @@
  * parsing, option validation. The HTTP and blob side is covered by test/integration/emulator.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { createFaultDecider } from "../../emulator/faults.ts";
+import { createFaultDecider, DEFAULT_JOB_ERROR } from "../../emulator/faults.ts";
 import { predict } from "../../emulator/formula.ts";
 import { InputError, parseInputFile } from "../../emulator/input.ts";
-import { createJobStore, type JobOutcome, phaseAt } from "../../emulator/jobs.ts";
-import { resolveEmulatorOptions, validateFaults } from "../../emulator/options.ts";
+import { createJobStore, type JobOutcome, journeyStatusAt, phaseAt } from "../../emulator/jobs.ts";
+import { DEFAULT_STATUS_JOURNEY, resolveEmulatorOptions, validateFaults } from "../../emulator/options.ts";
 import { renderPredictions, type ScoredRow } from "../../emulator/output.ts";
 import { parseSubmitBody } from "../../emulator/submit.ts";
 import { parseBlobUri } from "../../emulator/uris.ts";
@@ -30,6 +30,38 @@ describe("predict", () => {
   it("rejects empty and non-numeric features", () => {
     expect(() => predict([])).toThrow(RangeError);
     expect(() => predict([1, Number.NaN])).toThrow(TypeError);
+  });
+});
+
+describe("journeyStatusAt", () => {
+  it("shares the cold start and run time evenly among the statuses; a stuck job stays on the last", () => {
+    const journey = ["Queued", "NotResponding", "Hibernating"];
+    expect(journeyStatusAt(0, 100, 200, journey, false)).toBe("Queued");
+    expect(journeyStatusAt(100, 100, 200, journey, false)).toBe("NotResponding");
+    expect(journeyStatusAt(299, 100, 200, journey, false)).toBe("Hibernating");
+    expect(journeyStatusAt(300, 100, 200, journey, false)).toBeUndefined();
+    expect(journeyStatusAt(1e9, 100, 200, journey, true)).toBe("Hibernating");
+  });
+
+  it("by default passes every documented non-terminal status, NotResponding recovering, and one unknown", () => {
+    expect(DEFAULT_STATUS_JOURNEY).toEqual(
+      expect.arrayContaining([
+        "NotStarted",
+        "Scheduled",
+        "Starting",
+        "Provisioning",
+        "Preparing",
+        "Queued",
+        "Running",
+        "NotResponding",
+        "Paused",
+        "Unknown",
+        "Finalizing",
+        "Hibernating",
+      ]),
+    );
+    const i = DEFAULT_STATUS_JOURNEY.indexOf("NotResponding");
+    expect(DEFAULT_STATUS_JOURNEY[i + 1]).toBe("Running");
   });
 });
 
@@ -83,6 +115,50 @@ describe("job store", () => {
     expect(looks).toEqual(["Completed", "Completed"]);
     expect(finishes).toBe(1);
     expect(store.snapshots()[0]).toMatchObject({ status: "Completed", rowsWritten: 1, finishedAtMs: 1200 });
+  });
+
+  it("cancels a running job: CancelRequested for cancelMs, then Canceled, never scored", async () => {
+    let now = 0;
+    const store = createJobStore({ coldStartMs: 100, runMs: 100, cancelMs: 500, now: () => now });
+    const job = store.create(newJob);
+    const finish = async (): Promise<JobOutcome> => {
+      throw new Error("a cancelled job is never scored");
+    };
+    now = 150;
+    expect(await store.observe(job, finish)).toBe("Running");
+    expect(store.cancel(job)).toBe(true);
+    expect(store.cancel(job)).toBe(false); // a second cancel changes nothing
+    now = 600; // past the run time: still cancelling
+    expect(await store.observe(job, finish)).toBe("CancelRequested");
+    now = 650;
+    expect(await store.observe(job, finish)).toBe("Canceled");
+    expect(store.snapshots()[0]).toMatchObject({
+      status: "Canceled",
+      cancelRequests: 2,
+      cancelRequestedAtMs: 150,
+      finishedAtMs: 650,
+    });
+  });
+
+  it("leaves a job that has ended as it is when cancelled", async () => {
+    const store = createJobStore({ coldStartMs: 0, runMs: 0, cancelMs: 500 });
+    const job = store.create(newJob);
+    expect(await store.observe(job, async () => ({ status: "Completed" }))).toBe("Completed");
+    expect(store.cancel(job)).toBe(false);
+    expect(await store.observe(job, async () => ({ status: "Failed" }))).toBe("Completed");
+  });
+
+  it("walks a job through its status journey, then ends it as planned", async () => {
+    let now = 0;
+    const store = createJobStore({ coldStartMs: 700, runMs: 700, now: () => now });
+    const journey = DEFAULT_STATUS_JOURNEY;
+    const job = store.create({ ...newJob, faults: { ...plan, journey } });
+    const seen: string[] = [];
+    for (now = 0; now < 1400; now += 100)
+      seen.push(await store.observe(job, async () => ({ status: "Completed" })));
+    expect(seen).toEqual([...journey]);
+    now = 1400;
+    expect(await store.observe(job, async () => ({ status: "Completed" }))).toBe("Completed");
   });
 
   it("turns a throwing finish into a Failed job", async () => {
@@ -145,6 +221,45 @@ describe("fault decider", () => {
     expect(new Set(plans.map((p) => p.rowSeed)).size).toBe(3);
   });
 
+  it("targets ARM requests with on: arm, arm_status or arm_cancel; any covers them too", () => {
+    const faults = createFaultDecider({ throttle: { count: 2, retryAfterSeconds: 2, on: "arm" } }, 1);
+    expect(faults.decideRequest("status")).toBeUndefined();
+    expect(faults.decideRequest("submit")).toBeUndefined();
+    expect(faults.decideRequest("arm_status")).toEqual({ type: "throttle", retryAfterSeconds: 2 });
+    expect(faults.decideRequest("arm_cancel")).toEqual({ type: "throttle", retryAfterSeconds: 2 });
+    expect(faults.decideRequest("arm_status")).toBeUndefined();
+    const cancels = createFaultDecider({ serverError: { count: 1, on: "arm_cancel" } }, 1);
+    expect(cancels.decideRequest("arm_status")).toBeUndefined();
+    expect(cancels.decideRequest("arm_cancel")).toEqual({ type: "serverError" });
+    const any = createFaultDecider({ serverError: { count: 1 } }, 1);
+    expect(any.decideRequest("arm_status")).toEqual({ type: "serverError" });
+  });
+
+  it("gives failed jobs a realistic error body, or the one configured", () => {
+    const faults = createFaultDecider({ failJobs: { count: 1 } }, 1);
+    expect(faults.decideJob()).toMatchObject({ outcome: "fail", error: DEFAULT_JOB_ERROR });
+    expect(DEFAULT_JOB_ERROR.code).toBe("UserError");
+    expect(DEFAULT_JOB_ERROR.details?.[0]).toMatchObject({ code: "ScriptExecution.UserProcessExited" });
+    const error = {
+      code: "SystemError",
+      message: "node lost",
+      details: [{ code: "NodeFailure", message: "x" }],
+    };
+    const custom = createFaultDecider({ failJobs: { count: 1, error } }, 1);
+    expect(custom.decideJob().error).toEqual(error);
+  });
+
+  it("plans status journeys: the default one, or the statuses given", () => {
+    const faults = createFaultDecider({ statusJourney: { count: 1 } }, 1);
+    expect(faults.decideJob().journey).toEqual(DEFAULT_STATUS_JOURNEY);
+    expect(faults.decideJob().journey).toBeUndefined();
+    const custom = createFaultDecider(
+      { statusJourney: { count: 1, statuses: ["Paused", "Rehydrating"] } },
+      1,
+    );
+    expect(custom.decideJob().journey).toEqual(["Paused", "Rehydrating"]);
+  });
+
   it("loses the next N submit responses", () => {
     const faults = createFaultDecider({ loseSubmitResponse: { count: 2 } }, 1);
     expect([1, 2, 3].map(() => faults.decideLoseSubmitResponse())).toEqual([true, true, false]);
@@ -157,6 +272,16 @@ describe("fault decider", () => {
     expect(() => validateFaults({ missingRows: { every: 0 } })).toThrow(/missingRows\.every/);
     expect(() => validateFaults({ outputShape: { delimiter: ";" } })).toThrow(/delimiter/);
     expect(() => validateFaults({ outputShape: { header: "yes" } })).toThrow(TypeError);
+    expect(() => validateFaults({ statusJourney: { statuses: ["Running", "Completed"] } })).toThrow(
+      /statusJourney\.statuses/,
+    );
+    expect(() => validateFaults({ statusJourney: { statuses: [] } })).toThrow(/statusJourney\.statuses/);
+    expect(() => validateFaults({ failJobs: { error: { message: "no code" } } })).toThrow(
+      /failJobs\.error\.code/,
+    );
+    expect(() =>
+      validateFaults({ failJobs: { error: { code: "E", message: "m", details: [{ code: 1 }] } } }),
+    ).toThrow(/failJobs\.error\.details\[0\]\.code/);
   });
 });
 
@@ -283,6 +408,16 @@ describe("parseBlobUri", () => {
       container: "azureml-blobstore",
       path: "x/y",
     });
+    // A registered datastore resolves to its own container; any other name to the default datastore's.
+    const withInputs = { ...uriContext, datastores: { fcinput: "batch-inputs" } };
+    expect(parseBlobUri("azureml://datastores/fcinput/paths/fc/b-1/", withInputs)).toEqual({
+      container: "batch-inputs",
+      path: "fc/b-1/",
+    });
+    expect(parseBlobUri("azureml://datastores/other/paths/x", withInputs)).toEqual({
+      container: "azureml-blobstore",
+      path: "x",
+    });
     expect(() => parseBlobUri("not a url", uriContext)).toThrow();
     expect(() => parseBlobUri("https://acct.blob.core.windows.net/", uriContext)).toThrow(/container/);
   });
@@ -316,6 +451,13 @@ describe("resolveEmulatorOptions", () => {
       outputPathTemplate: "artifacts/output/{jobId}/predictions.csv",
       coldStartMs: 200,
       runMs: 200,
+      cancelMs: 1000,
+      armWorkspace: {
+        subscriptionId: "00000000-0000-0000-0000-000000000000",
+        resourceGroup: "emulator",
+        workspace: "emulator",
+      },
+      datastores: {},
       seed: 1,
       faults: {},
     });
@@ -336,6 +478,18 @@ describe("resolveEmulatorOptions", () => {
     expect(() =>
       resolveEmulatorOptions({ blobConnectionString: cs, faults: { stuckJobs: { count: -1 } } }),
     ).toThrow(/options\.faults\.stuckJobs\.count/);
+    expect(() => resolveEmulatorOptions({ blobConnectionString: cs, cancelMs: -1 })).toThrow(
+      /options\.cancelMs/,
+    );
+    expect(() =>
+      resolveEmulatorOptions({ blobConnectionString: cs, datastores: { fcinput: "Bad_Name" } }),
+    ).toThrow(/options\.datastores\.fcinput/);
+    expect(() =>
+      resolveEmulatorOptions({
+        blobConnectionString: cs,
+        armWorkspace: { subscriptionId: "s", resourceGroup: "", workspace: "w" },
+      }),
+    ).toThrow(/options\.armWorkspace\.resourceGroup/);
     expect(() => resolveEmulatorOptions({ blobConnectionString: cs, colStartMs: 1 } as never)).toThrow(
       /colStartMs/,
     );

@@ -4,7 +4,13 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { JobState } from "../../src/azure/endpointClient.ts";
-import { createJobPoller, type JobOutcome, type JobPollerOptions } from "../../src/azure/jobPoller.ts";
+import {
+  createJobPoller,
+  type JobOutcome,
+  type JobPollerOptions,
+  type PollerEvent,
+} from "../../src/azure/jobPoller.ts";
+import { isTerminalJobStatus, jobStatusLabel, KNOWN_JOB_STATUSES } from "../../src/azure/jobStatus.ts";
 
 const START = Date.UTC(2025, 0, 1, 12, 0, 0);
 
@@ -199,6 +205,71 @@ describe("createJobPoller", () => {
     expect(outcome.settled).toBe(false);
     await vi.advanceTimersByTimeAsync(1000);
     expect(outcome.value).toMatchObject({ jobId: "job", status: "Completed" });
+  });
+
+  it("waits out every documented non-terminal status, NotResponding recovering, and ends only on Completed, Failed or Canceled", async () => {
+    const nonTerminal = KNOWN_JOB_STATUSES.filter((status) => !isTerminalJobStatus(status));
+    expect(nonTerminal).toEqual([
+      "NotStarted",
+      "Scheduled",
+      "Starting",
+      "Provisioning",
+      "Preparing",
+      "Queued",
+      "Running",
+      "NotResponding",
+      "Paused",
+      "Finalizing",
+      "CancelRequested",
+      "Unknown",
+    ]);
+    for (const end of ["Completed", "Failed", "Canceled"]) {
+      const journey = [...nonTerminal, "Running", "NotResponding", "Running"];
+      const fake = fakeClient({ job: [...journey.map((status) => ({ status })), { status: end }] });
+      const reads: string[] = [];
+      const p = poller(fake.client, {
+        onEvent: (e) => {
+          if (e.type === "status_read") reads.push(e.status);
+        },
+      });
+      const outcome = track(p.watch("job", { timeoutMs: 600_000 }));
+      await vi.advanceTimersByTimeAsync(journey.length * 1000);
+      expect(outcome.settled, end).toBe(false);
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(outcome.value, end).toMatchObject({ status: end });
+      expect(reads).toEqual([...journey, end]);
+    }
+  });
+
+  it("tells a status never seen before once, across jobs, and treats it as running", async () => {
+    const fake = fakeClient({
+      a: [
+        { status: "Hibernating" },
+        { status: "Hibernating" },
+        { status: "Thawing" },
+        { status: "Completed" },
+      ],
+      b: [{ status: "Hibernating" }, { status: "Completed" }],
+    });
+    const events: PollerEvent[] = [];
+    const p = poller(fake.client, { onEvent: (e) => events.push(e) });
+    const a = p.watch("a", { timeoutMs: 60_000 });
+    const b = p.watch("b", { timeoutMs: 60_000 });
+    await vi.advanceTimersByTimeAsync(5000);
+    await expect(a).resolves.toMatchObject({ status: "Completed" });
+    await expect(b).resolves.toMatchObject({ status: "Completed" });
+    expect(events.filter((e) => e.type === "unknown_status").map((e) => e.status)).toEqual([
+      "Hibernating",
+      "Thawing",
+    ]);
+    // Every read is told, known or not, for the per-status metric.
+    expect(events.filter((e) => e.type === "status_read")).toHaveLength(6);
+  });
+
+  it("labels statuses for the metric with a bounded set: the documented ones, else other", () => {
+    for (const status of KNOWN_JOB_STATUSES) expect(jobStatusLabel(status)).toBe(status);
+    expect(jobStatusLabel("Hibernating")).toBe("other");
+    expect(jobStatusLabel("completed")).toBe("other");
   });
 
   it("gives TimedOut at the deadline, naming the last status", async () => {
