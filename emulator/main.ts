@@ -27,6 +27,19 @@ function readEnv(env: NodeJS.ProcessEnv): Parameters<typeof createEmulator>[0] {
       throw new TypeError("EMULATOR_FAULTS must be JSON (an EmulatorFaults object)");
     }
   }
+  const authority = text("EMULATOR_AUTH_AUTHORITY");
+  const tenantId = text("EMULATOR_AUTH_TENANT_ID");
+  if ((authority === undefined) !== (tenantId === undefined)) {
+    throw new TypeError(
+      "EMULATOR_AUTH_AUTHORITY and EMULATOR_AUTH_TENANT_ID go together: set both, or neither",
+    );
+  }
+  const allowLocalDev = text("EMULATOR_AUTH_ALLOW_LOCAL_DEV");
+  if (allowLocalDev !== undefined && allowLocalDev !== "true" && allowLocalDev !== "false") {
+    throw new TypeError(
+      `EMULATOR_AUTH_ALLOW_LOCAL_DEV must be true or false, got ${JSON.stringify(allowLocalDev)}`,
+    );
+  }
   let datastores: unknown;
   if (text("EMULATOR_DATASTORES") !== undefined) {
     try {
@@ -37,6 +50,10 @@ function readEnv(env: NodeJS.ProcessEnv): Parameters<typeof createEmulator>[0] {
   }
   const options = {
     blobConnectionString: connectionString,
+    auth:
+      authority === undefined
+        ? undefined
+        : { authority, tenantId: tenantId as string, allowLocalDevTokens: allowLocalDev === "true" },
     host: text("EMULATOR_HOST"),
     port: number("EMULATOR_PORT"),
     outputContainer: text("EMULATOR_OUTPUT_CONTAINER"),

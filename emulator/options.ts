@@ -4,6 +4,14 @@
  * `setFaults` or from the admin API.
  */
 
+import {
+  type Authenticator,
+  createEntraAuthenticator,
+  type EntraAuthOptions,
+  predicateAuthenticator,
+  type TokenApi,
+} from "./auth.ts";
+
 /**
  * Which requests a request-level fault applies to: POST /jobs ("submit"), GET /jobs/{name} ("status"), the
  * ARM job GET ("arm_status") or cancel ("arm_cancel"), both ARM routes ("arm"), or all ("any").
@@ -165,9 +173,14 @@ export interface EmulatorOptions {
   readonly seed?: number;
   /**
    * Decides whether a bearer token is accepted (a rejected one gets 401), told which API the request is for
-   * (the data plane or ARM). Default: any non-empty token.
+   * (the data plane or ARM). Default: any non-empty token. Exclusive with `auth`.
    */
   readonly acceptToken?: (token: string, api: EmulatorApi) => boolean;
+  /**
+   * Validate tokens as Entra-protected Azure APIs do (signature against the authority's keys, audience per API,
+   * issuer, expiry): see auth.ts. Takes the place of acceptToken. Default: not set (any non-empty token).
+   */
+  readonly auth?: EntraAuthOptions;
 }
 
 export interface ArmWorkspace {
@@ -189,7 +202,10 @@ export interface ResolvedEmulatorOptions {
   readonly datastores: Readonly<Record<string, string>>;
   readonly faults: EmulatorFaults;
   readonly seed: number;
-  readonly acceptToken: (token: string, api: EmulatorApi) => boolean;
+  /** Checks a request's bearer token for the API it calls (from `auth`, or else `acceptToken`). */
+  readonly authenticate: Authenticator["authenticate"];
+  /** The authority named in 401 challenges, when `auth` is set. */
+  readonly authority: string | undefined;
 }
 
 /** The two APIs the emulator serves: the endpoint's data plane and the workspace's ARM jobs API. */
@@ -227,6 +243,7 @@ const OPTION_KEYS = new Set([
   "faults",
   "seed",
   "acceptToken",
+  "auth",
 ]);
 
 /** Validates the options once, fills in the defaults and freezes the result. Throws TypeError/RangeError naming the option. */
@@ -289,6 +306,17 @@ export function resolveEmulatorOptions(options: EmulatorOptions): ResolvedEmulat
   checkInteger(seed, "options.seed", Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const acceptToken = o.acceptToken ?? (() => true);
   if (typeof acceptToken !== "function") throw new TypeError("options.acceptToken must be a function");
+  if (o.auth !== undefined && o.acceptToken !== undefined) {
+    throw new TypeError("options.auth and options.acceptToken are exclusive: give one");
+  }
+  if (
+    o.auth !== undefined &&
+    (!isObject(o.auth) || typeof o.auth.authority !== "string" || typeof o.auth.tenantId !== "string")
+  ) {
+    throw new TypeError("options.auth must be an object with an authority URL and a tenantId");
+  }
+  const authenticator =
+    o.auth === undefined ? predicateAuthenticator(acceptToken) : createEntraAuthenticator(o.auth);
   const faults = validateFaults(o.faults ?? {}, "options.faults");
   return Object.freeze({
     host,
@@ -303,7 +331,8 @@ export function resolveEmulatorOptions(options: EmulatorOptions): ResolvedEmulat
     datastores: Object.freeze({ ...datastores }),
     faults,
     seed,
-    acceptToken,
+    authenticate: (token: string, api: TokenApi) => authenticator.authenticate(token, api),
+    authority: o.auth?.authority.replace(/\/+$/, ""),
   });
 }
 

@@ -7,6 +7,7 @@ import { once } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { BlobServiceClient } from "@azure/storage-blob";
+import { bearerChallenge } from "./auth.ts";
 import { apiOf, createFaultDecider, type RequestKind } from "./faults.ts";
 import { createJobStore, type JobRecord, type JobSnapshot, type JobStatus } from "./jobs.ts";
 import { type EmulatorFaults, type EmulatorOptions, resolveEmulatorOptions } from "./options.ts";
@@ -46,10 +47,12 @@ const MAX_BODY_BYTES = 1024 * 1024;
 class HttpError extends Error {
   readonly statusCode: number;
   readonly code: string;
-  constructor(statusCode: number, code: string, message: string) {
+  readonly headers: Record<string, string>;
+  constructor(statusCode: number, code: string, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.statusCode = statusCode;
     this.code = code;
+    this.headers = headers;
   }
 }
 
@@ -157,10 +160,16 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
   ): Promise<void> {
     const token = /^Bearer\s+(\S.*)$/i.exec(req.headers.authorization ?? "")?.[1]?.trim();
     if (token === undefined || token === "") {
-      throw new HttpError(401, "Unauthorized", "an Authorization: Bearer <token> header is required");
+      throw new HttpError(401, "Unauthorized", "an Authorization: Bearer <token> header is required", {
+        "WWW-Authenticate": bearerChallenge(config.authority),
+      });
     }
-    if (!config.acceptToken(token, api))
-      throw new HttpError(401, "Unauthorized", "the bearer token was rejected");
+    const decision = await config.authenticate(token, api);
+    if (!decision.ok) {
+      throw new HttpError(401, "Unauthorized", decision.description, {
+        "WWW-Authenticate": bearerChallenge(config.authority, decision.description),
+      });
+    }
 
     const fault = faults.decideRequest(kind);
     if (fault?.type === "dropConnection") {
@@ -309,9 +318,7 @@ export async function createEmulator(options: EmulatorOptions): Promise<Emulator
     handle(req, res).catch((error: unknown) => {
       if (res.headersSent || res.destroyed) return;
       if (error instanceof HttpError) {
-        const headers: Record<string, string> =
-          error.statusCode === 401 ? { "WWW-Authenticate": "Bearer" } : {};
-        send(res, error.statusCode, errorBody(error.code, error.message), headers);
+        send(res, error.statusCode, errorBody(error.code, error.message), error.headers);
       } else {
         send(res, 500, errorBody("InternalServerError", `emulator error: ${String(error)}`));
       }

@@ -6,7 +6,7 @@ import type { TokenCredential } from "@azure/core-auth";
 import type { Admin } from "kafkajs";
 import { Registry } from "prom-client";
 import { type BatchStore, createBatchStore } from "./azure/blobStore.ts";
-import { createCredential } from "./azure/credential.ts";
+import { createCredential, credentialProblems } from "./azure/credential.ts";
 import { createEndpointClient } from "./azure/endpointClient.ts";
 import { createJobCanceller } from "./azure/jobCanceller.ts";
 import { createJobPoller } from "./azure/jobPoller.ts";
@@ -63,8 +63,13 @@ export class StartupError extends Error {
   }
 }
 
-/** Start-up checks: Kafka, the topics, the registry and both containers; every missing piece named at once. */
-async function checkServices(admin: Admin, config: Config, store: BatchStore): Promise<void> {
+/** Start-up checks: Kafka, the topics, the registry, the Entra credential and both containers; every missing piece named at once. */
+async function checkServices(
+  admin: Admin,
+  config: Config,
+  store: BatchStore,
+  credential: TokenCredential,
+): Promise<void> {
   await admin.connect().catch((error: Error) => {
     throw new StartupError([
       `Kafka at ${config.kafka.brokers.join(",")}: connection failed: ${error.message}`,
@@ -75,6 +80,7 @@ async function checkServices(admin: Admin, config: Config, store: BatchStore): P
     ...(await ensureTopics(admin, topics, config.topics)),
     ...(await ensureLedgerTopic(admin, config.delivery.ledgerTopic, config.consumer.topic, config.topics)),
     ...(await checkSchemaRegistry(config.schemaRegistry)),
+    ...(await credentialProblems(credential, config.endpoint.tokenScope)),
     ...(await store.checkAccess().then(
       () => [],
       (error: Error) => [error.message],
@@ -102,7 +108,7 @@ export async function startConnector(config: Config, deps: ConnectorDependencies
   const schemaRegistry = createSchemaRegistry(config.schemaRegistry);
   const store = createBatchStore({ input: config.inputStorage, output: config.outputStorage, credential });
   const admin = kafka.admin();
-  await checkServices(admin, config, store);
+  await checkServices(admin, config, store, credential);
 
   // The pipeline's stages, in its order: consume -> decode -> batch -> job -> settle -> publish.
   const retry = createRetryPolicy(config.retry);

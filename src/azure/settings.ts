@@ -271,6 +271,13 @@ export const CREDENTIAL_SETTINGS = defineSettings({
       "default (DefaultAzureCredential: workload identity, managed identity, environment, Azure CLI ...) or local-dev (unsigned development token, accepted only by the local emulator on loopback)",
     parser: oneOf(["default", "local-dev"]),
   },
+  disableInstanceDiscovery: {
+    env: "FC_AZURE_DISABLE_INSTANCE_DISCOVERY",
+    default: "false",
+    description:
+      "Trust AZURE_AUTHORITY_HOST as it is, without asking the public cloud's instance discovery about it: for a private or disconnected authority (Azure Stack Hub, ADFS, an air-gapped cloud); leave false for the public and national clouds",
+    parser: boolean,
+  },
 });
 export type CredentialSettings = OptionsOf<typeof CREDENTIAL_SETTINGS>;
 

@@ -13,7 +13,10 @@ export type TokenRenewalCause = "initial" | "expiry" | "unauthorized";
 export interface EntraTokenPolicyOptions {
   readonly credential: TokenCredential;
   readonly scope: string;
-  /** Renew this long before the token expires (tokens live about an hour). Default 5 minutes. */
+  /**
+   * Renew this long before the token expires (tokens live about an hour), or halfway through the life of a
+   * token shorter than twice this. Default 5 minutes.
+   */
   readonly refreshBeforeExpiryMs?: number;
   /** Called each time a token is obtained; for the token_renewals_total metric. Never receives the token. */
   readonly onRenewal?: (cause: TokenRenewalCause) => void;
@@ -39,6 +42,8 @@ function abortable<T>(promise: Promise<T>, signal: NonNullable<AbortSignalLike>)
 export function entraTokenPolicy(options: EntraTokenPolicyOptions): PipelinePolicy {
   const refreshBeforeExpiryMs = options.refreshBeforeExpiryMs ?? 5 * 60 * 1000;
   let current: AccessToken | undefined;
+  /** When `current` is to be renewed. */
+  let refreshAt = 0;
   let renewing: Promise<AccessToken> | undefined;
 
   // The renewal is shared by every request waiting for it, so no single request's abort signal may end it;
@@ -49,6 +54,12 @@ export function entraTokenPolicy(options: EntraTokenPolicyOptions): PipelinePoli
       .then((token) => {
         if (!token) throw new Error(`the credential returned no token for scope ${options.scope}`);
         current = token;
+        // A token that lives less than twice the margin (short-lived tokens of a private authority) is
+        // renewed halfway through its life, not on every request.
+        const lifetimeMs = token.expiresOnTimestamp - Date.now();
+        refreshAt =
+          token.refreshAfterTimestamp ??
+          token.expiresOnTimestamp - Math.min(refreshBeforeExpiryMs, Math.max(0, lifetimeMs / 2));
         options.onRenewal?.(cause);
         return token;
       })
@@ -61,7 +72,6 @@ export function entraTokenPolicy(options: EntraTokenPolicyOptions): PipelinePoli
   const validToken = (abortSignal?: AbortSignalLike): Promise<AccessToken> => {
     const token = current;
     if (!token) return renew("initial", abortSignal);
-    const refreshAt = token.refreshAfterTimestamp ?? token.expiresOnTimestamp - refreshBeforeExpiryMs;
     if (Date.now() < refreshAt) return Promise.resolve(token);
     // Until it expires the old token still works: a failed renewal is tried again on the next request.
     return renew("expiry", abortSignal).catch((error: unknown) => {

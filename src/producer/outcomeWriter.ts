@@ -81,27 +81,35 @@ export function createTransactionalWriter(options: TransactionalWriterOptions): 
       transactionTimeout: 60_000,
     });
   let producer = newProducer();
+  /** The fencing transaction in flight, if any (settled, never rejecting). */
+  let fencing: Promise<unknown> = Promise.resolve();
+
+  const fence = async () => {
+    await producer.connect();
+    // kafkajs initialises the transactional id (InitProducerId, which fences the previous owner) only when
+    // a first transaction begins, not on connect. And the broker may answer it before the previous owner's
+    // last transaction is complete (its commit markers still being written). So: one transaction now, with
+    // a tombstone of a key nobody uses on the ledger partition. It can only commit after the previous
+    // owner's last transaction has ended, and once it has, everything that one committed is below the
+    // ledger partition's last stable offset, where the ledger read that follows reads up to.
+    const transaction = await producer.transaction();
+    try {
+      await transaction.send({
+        topic: options.ledgerTopic,
+        messages: [{ key: FENCE_KEY, value: null, partition: options.partition }],
+      });
+      await transaction.commit();
+    } catch (error) {
+      if (transaction.isActive()) await transaction.abort().catch(() => {});
+      throw error;
+    }
+  };
 
   return {
-    async init() {
-      await producer.connect();
-      // kafkajs initialises the transactional id (InitProducerId, which fences the previous owner) only when
-      // a first transaction begins, not on connect. And the broker may answer it before the previous owner's
-      // last transaction is complete (its commit markers still being written). So: one transaction now, with
-      // a tombstone of a key nobody uses on the ledger partition. It can only commit after the previous
-      // owner's last transaction has ended, and once it has, everything that one committed is below the
-      // ledger partition's last stable offset, where the ledger read that follows reads up to.
-      const transaction = await producer.transaction();
-      try {
-        await transaction.send({
-          topic: options.ledgerTopic,
-          messages: [{ key: FENCE_KEY, value: null, partition: options.partition }],
-        });
-        await transaction.commit();
-      } catch (error) {
-        if (transaction.isActive()) await transaction.abort().catch(() => {});
-        throw error;
-      }
+    init() {
+      const attempt = fence();
+      fencing = attempt.catch(() => {});
+      return attempt;
     },
     async write({ topicMessages, offset }) {
       const transaction = await producer.transaction();
@@ -124,7 +132,13 @@ export function createTransactionalWriter(options: TransactionalWriterOptions): 
       producer = newProducer();
       await producer.connect();
     },
-    close: () => producer.disconnect().catch(() => {}),
+    async close() {
+      await producer.disconnect().catch(() => {});
+      // kafkajs retries InitProducerId on its own (a coordinator still loading, on a new broker) and connects
+      // again for it after a disconnect: once the fencing in flight has ended, disconnect what it opened.
+      await fencing;
+      await producer.disconnect().catch(() => {});
+    },
   };
 }
 

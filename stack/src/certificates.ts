@@ -230,3 +230,75 @@ export function issueClientCertificate(
   rmSync(join(dir, `${name}.plain.key`));
   return { certFile: join(dir, `${name}.pem`), keyFile };
 }
+
+export interface ServerCertificates {
+  /** PEM of the CA: what clients trust (NODE_EXTRA_CA_CERTS). */
+  readonly caFile: string;
+  /** PEM of the server certificate (subject alternative names: localhost, 127.0.0.1). */
+  readonly certFile: string;
+  /** Its PKCS8 PEM key, unencrypted (Azurite's --key and Node's https server read it). */
+  readonly keyFile: string;
+}
+
+/**
+ * Makes (or, when `dir` already holds them, reuses) a CA and one HTTPS server certificate for `localhost` and
+ * `127.0.0.1`, shared by the local HTTPS services (the token service, Azurite). Test material only.
+ */
+export function ensureServerCertificates(dir: string): ServerCertificates {
+  const files: ServerCertificates = {
+    caFile: join(dir, "ca.pem"),
+    certFile: join(dir, "server.pem"),
+    keyFile: join(dir, "server.key"),
+  };
+  if ([files.caFile, files.certFile, files.keyFile].every((file) => existsSync(file))) return files;
+  requireProgram("openssl", "version", OPENSSL_HINT);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, "server.ext"),
+    [
+      "basicConstraints=critical,CA:FALSE",
+      "keyUsage=critical,digitalSignature,keyEncipherment",
+      "extendedKeyUsage=serverAuth",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "",
+    ].join("\n"),
+  );
+  createCa(dir, `/CN=forecast-connector local CA ${randomBytes(4).toString("hex")}`);
+  openssl(
+    [
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "server.key",
+      "-out",
+      "server.csr",
+      "-subj",
+      "/CN=localhost",
+    ],
+    dir,
+  );
+  openssl(
+    [
+      "x509",
+      "-req",
+      "-in",
+      "server.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-set_serial",
+      `0x${randomBytes(8).toString("hex")}`,
+      "-out",
+      "server.pem",
+      "-days",
+      "30",
+      "-extfile",
+      "server.ext",
+    ],
+    dir,
+  );
+  return files;
+}

@@ -2,9 +2,12 @@
  * The local stack for people: `npm run stack:start` starts Kafka, the schema registry, Azurite and the
  * batch-endpoint emulator in the background and prints where they listen; `npm run stack:stop` stops them.
  *
+ * `npm run stack:start -- --identity` adds the real identity path: Azurite over HTTPS accepting Entra tokens, the
+ * local token service, and the emulator validating its tokens; it prints the environment a connector needs for it.
+ *
  * Settings (environment): FC_KAFKA_VERSION (default 4.1.1; 3.9.y selects the 3.9 line), FC_STACK_KAFKA_PORT,
  * FC_STACK_KAFKA_CONTROLLER_PORT, FC_STACK_REGISTRY_PORT, FC_STACK_AZURITE_PORT, FC_STACK_EMULATOR_PORT,
- * FC_STACK_CACHE (artifact cache), FC_STACK_HOME (runtime folder, default .stack/).
+ * FC_STACK_TOKEN_SERVICE_PORT, FC_STACK_CACHE (artifact cache), FC_STACK_HOME (runtime folder, default .stack/).
  */
 import "../../scripts/requireNode.cjs"; // first: stops on a too-old Node before anything else loads
 import { DEFAULT_KAFKA_VERSION } from "./artifacts.ts";
@@ -34,6 +37,7 @@ export function portsFromEnv(): StackPorts {
     registry: portFromEnv("FC_STACK_REGISTRY_PORT", DEFAULT_PORTS.registry),
     azurite: portFromEnv("FC_STACK_AZURITE_PORT", DEFAULT_PORTS.azurite),
     emulator: portFromEnv("FC_STACK_EMULATOR_PORT", DEFAULT_PORTS.emulator),
+    tokenService: portFromEnv("FC_STACK_TOKEN_SERVICE_PORT", DEFAULT_PORTS.tokenService ?? 38443),
   };
 }
 
@@ -42,11 +46,13 @@ async function main(command: string | undefined, args: string[]): Promise<void> 
   switch (command) {
     case "start": {
       const started = Date.now();
+      const identity = args.includes("--identity");
       const stack = await startStack({
         name,
         kafkaVersion: process.env.FC_KAFKA_VERSION || DEFAULT_KAFKA_VERSION,
         ports: portsFromEnv(),
         withEmulator: true,
+        identity,
       });
       const e = stack.endpoints;
       console.log(
@@ -56,6 +62,28 @@ async function main(command: string | undefined, args: string[]): Promise<void> 
       console.log(`  Schema registry    ${e.registryUrl}`);
       console.log(`  Azurite (blob)     ${e.blobEndpoint}`);
       console.log(`  Batch endpoint     ${e.emulatorScoringUri} (emulator: stands in for Azure ML locally)`);
+      if (e.identity && e.caFile) {
+        const id = e.identity;
+        console.log(
+          `  Token service      ${id.authorityHost}/${id.tenantId} (stands in for Entra ID locally)`,
+        );
+        console.log(
+          "A connector on the real identity path (blob by account URL, tokens from @azure/identity):",
+        );
+        for (const line of [
+          `NODE_EXTRA_CA_CERTS=${e.caFile}`,
+          `AZURE_AUTHORITY_HOST=${id.authorityHost}`,
+          `AZURE_TENANT_ID=${id.tenantId}`,
+          `AZURE_CLIENT_ID=${id.clientId}`,
+          `AZURE_CLIENT_SECRET="$(cat ${id.clientSecretFile})"   # or: AZURE_FEDERATED_TOKEN_FILE=${id.federatedTokenFile}`,
+          "AZURE_TOKEN_CREDENTIALS=prod",
+          "FC_AZURE_CREDENTIAL=default",
+          "FC_AZURE_DISABLE_INSTANCE_DISCOVERY=true",
+          `FC_INPUT_STORAGE_ACCOUNT_URL=${e.blobEndpoint}`,
+        ]) {
+          console.log(`  export ${line}`);
+        }
+      }
       console.log("Stop it with: npm run stack:stop");
       return;
     }
@@ -74,7 +102,7 @@ async function main(command: string | undefined, args: string[]): Promise<void> 
       return;
     }
     default:
-      console.error("usage: stack/src/cli.ts start | stop [--all] | status");
+      console.error("usage: stack/src/cli.ts start [--identity] | stop [--all] | status");
       process.exitCode = 2;
   }
 }

@@ -7,11 +7,13 @@ import {
   ensureKafkaJars,
 } from "./artifacts.ts";
 import { startAzurite } from "./azurite.ts";
+import { ensureServerCertificates } from "./certificates.ts";
 import { startEmulatorProcess } from "./emulatorService.ts";
 import { startKafka } from "./kafka.ts";
 import { stackDir } from "./paths.ts";
 import { freePort, isAlive, type ServiceProcess, stopProcessGroup } from "./processes.ts";
 import { startRegistry } from "./registry.ts";
+import { type LocalIdentity, startTokenServiceProcess } from "./tokenServiceProcess.ts";
 import type { StackEndpoints } from "./types.ts";
 
 export interface StackPorts {
@@ -20,6 +22,8 @@ export interface StackPorts {
   readonly registry: number;
   readonly azurite: number;
   readonly emulator: number;
+  /** The token service's port (used with `identity` and `withEmulator`). */
+  readonly tokenService?: number;
 }
 
 export interface StartStackOptions {
@@ -33,11 +37,20 @@ export interface StartStackOptions {
   readonly withEmulator?: boolean;
   /** EMULATOR_* settings for that process (cold start, run time, faults): see emulator/README.md. */
   readonly emulatorEnv?: Readonly<Record<string, string>>;
+  /**
+   * Real identity: a CA and a server certificate in <dir>/tls, Azurite over HTTPS accepting Entra tokens
+   * (`--oauth basic`; the account key still works), and, with the emulator, the local token service as a process
+   * and the emulator validating its tokens (still accepting the demo's local-dev tokens). Clients must trust the
+   * CA: NODE_EXTRA_CA_CERTS=<caFile>. Default false (plain http, as the demo and the benchmarks use it).
+   */
+  readonly identity?: boolean;
 }
 
 export interface LocalStackEndpoints extends StackEndpoints {
   /** The emulator's scoring URI, when it was started. */
   readonly emulatorScoringUri?: string;
+  /** The token service, when it was started (identity with the emulator). */
+  readonly identity?: LocalIdentity;
 }
 
 export interface RunningStack {
@@ -70,6 +83,7 @@ export const DEFAULT_PORTS: StackPorts = {
   registry: 38081,
   azurite: 30000,
   emulator: 38090,
+  tokenService: 38443,
 };
 
 /**
@@ -83,8 +97,9 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
   const dir = stackDir(name);
   await stopStack(name); // a previous run of the same name must not linger on our ports
   rmSync(dir, { recursive: true, force: true });
-  for (const sub of ["kafka", "registry", "azurite", "emulator"])
+  for (const sub of ["kafka", "registry", "azurite", "emulator", "identity"])
     mkdirSync(join(dir, sub), { recursive: true });
+  const tls = options.identity ? ensureServerCertificates(join(dir, "tls")) : undefined;
 
   // Fetch first (synchronous Maven runs), then start every service at once.
   ensureKafkaJars(kafkaVersion);
@@ -113,7 +128,9 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
         port: options.ports.registry,
         dir: join(dir, "registry"),
       }).then(record),
-      startAzurite({ port: options.ports.azurite, dir: join(dir, "azurite") }).then(record),
+      startAzurite({ port: options.ports.azurite, dir: join(dir, "azurite"), ...(tls ? { tls } : {}) }).then(
+        record,
+      ),
     ] as const);
     const failure = results.find((r) => r.status === "rejected");
     if (failure) throw failure.reason;
@@ -123,13 +140,33 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
       Awaited<ReturnType<typeof startAzurite>>,
     ];
     let emulatorScoringUri: string | undefined;
+    let identity: LocalIdentity | undefined;
     if (options.withEmulator) {
+      if (tls) {
+        identity = record(
+          await startTokenServiceProcess({
+            port: options.ports.tokenService ?? 0,
+            dir: join(dir, "identity"),
+            tls,
+          }),
+        ).identity;
+      }
       const emulator = record(
         await startEmulatorProcess({
           port: options.ports.emulator,
           blobConnectionString: azurite.connectionString,
           dir: join(dir, "emulator"),
-          ...(options.emulatorEnv ? { env: options.emulatorEnv } : {}),
+          env: {
+            ...(tls && identity
+              ? {
+                  NODE_EXTRA_CA_CERTS: tls.caFile,
+                  EMULATOR_AUTH_AUTHORITY: `${identity.authorityHost}/${identity.tenantId}`,
+                  EMULATOR_AUTH_TENANT_ID: identity.tenantId,
+                  EMULATOR_AUTH_ALLOW_LOCAL_DEV: "true",
+                }
+              : {}),
+            ...options.emulatorEnv,
+          },
         }),
       );
       emulatorScoringUri = emulator.scoringUri;
@@ -140,7 +177,9 @@ export async function startStack(options: StartStackOptions): Promise<RunningSta
       registryUrl: registry.confluentApiUrl,
       blobConnectionString: azurite.connectionString,
       blobEndpoint: azurite.blobEndpoint,
+      ...(tls ? { blobOAuth: true, caFile: tls.caFile } : {}),
       ...(emulatorScoringUri ? { emulatorScoringUri } : {}),
+      ...(identity ? { identity } : {}),
     };
     const state: StateFile = {
       endpoints,

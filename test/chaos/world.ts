@@ -145,7 +145,8 @@ export async function createWorld(options: WorldOptions) {
     blobProxy = await switchableProxy(endpoint.hostname, Number(endpoint.port));
     blobConnectionString = stack.blobConnectionString.replace(
       /BlobEndpoint=[^;]+/,
-      `BlobEndpoint=http://127.0.0.1:${blobProxy.port}${endpoint.pathname}`,
+      // A TCP proxy: TLS (Azurite serves HTTPS on the local stack) passes through it.
+      `BlobEndpoint=${endpoint.protocol}//127.0.0.1:${blobProxy.port}${endpoint.pathname}`,
     );
   }
 
@@ -182,7 +183,12 @@ export async function createWorld(options: WorldOptions) {
 
   const start = (name: string): ConnectorProcess => {
     const child = spawn(process.execPath, [CLI, "run"], {
-      env: { PATH: process.env.PATH ?? "", ...env },
+      // NODE_EXTRA_CA_CERTS: the local stack's Azurite serves HTTPS with the tests' CA (globalSetup.ts).
+      env: {
+        PATH: process.env.PATH ?? "",
+        ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
+        ...env,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const logs: LogLine[] = [];

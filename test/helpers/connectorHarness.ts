@@ -1,7 +1,16 @@
 /**
  * Runs the real connector against the stack the global setup found, with its own topics, containers and
  * emulator, and reads back what it published. Nothing here is mocked: only the Azure ML endpoint is the emulator.
+ *
+ * The production identity path by default: a token service of its own (stack/src/tokenService.ts) stands in for
+ * Entra ID, the connector's DefaultAzureCredential gets its tokens through the AZURE_* variables a user sets (a
+ * client secret, or a federated token file as workload identity mounts it), the emulator validates them, and blob
+ * storage is reached by account URL with the same credential (Azurite over HTTPS with OAuth) when the stack has it.
  */
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
 import type { IHeaders, Kafka } from "kafkajs";
@@ -13,6 +22,8 @@ import type { Config } from "../../src/config/index.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { type Connector, startConnector } from "../../src/connector.ts";
 import { localConnectorEnv } from "../../stack/src/connectorEnv.ts";
+import { createServiceAccountTokenIssuer } from "../../stack/src/kubernetesIssuer.ts";
+import { startTokenService, type TokenService } from "../../stack/src/tokenService.ts";
 import { createTopics, testKafka, uniqueName } from "./kafka.ts";
 
 export interface HarnessOptions {
@@ -21,6 +32,103 @@ export interface HarnessOptions {
   readonly emulator?: { coldStartMs?: number; runMs?: number };
   /** Extra FC_* settings over the harness's fast defaults. */
   readonly env?: Record<string, string>;
+  /**
+   * How the connector gets its Entra tokens: "client-secret" (AZURE_CLIENT_SECRET, EnvironmentCredential),
+   * "workload-identity" (AZURE_FEDERATED_TOKEN_FILE, WorkloadIdentityCredential), or "local-dev" (the demo's
+   * unsigned token; the emulator then accepts any token). Default "client-secret".
+   */
+  readonly credential?: "client-secret" | "workload-identity" | "local-dev";
+  /**
+   * How the connector reaches blob storage: "identity" (account URLs with the credential) or "connection-string".
+   * Default "identity" when the stack's blob service accepts tokens (the local stack), else "connection-string".
+   */
+  readonly storage?: "identity" | "connection-string";
+  /** Lifetime of the token service's access tokens, in seconds. Default 3600. */
+  readonly tokenLifetimeSeconds?: number;
+  /**
+   * Start the connector in this process. Default true; false prepares everything else (topics, containers,
+   * emulator, token service, `env`) for a connector run another way (the CLI as a child process).
+   */
+  readonly startConnector?: boolean;
+}
+
+/** The AZURE_* variables DefaultAzureCredential reads; the harness sets them and puts back what was there. */
+const AZURE_VARIABLES = [
+  "AZURE_TENANT_ID",
+  "AZURE_CLIENT_ID",
+  "AZURE_CLIENT_SECRET",
+  "AZURE_AUTHORITY_HOST",
+  "AZURE_FEDERATED_TOKEN_FILE",
+  "AZURE_TOKEN_CREDENTIALS",
+] as const;
+
+/** What the connector authenticated with: for the tests that check none of it leaks. */
+export interface HarnessIdentity {
+  readonly tokenService: TokenService;
+  readonly tenantId: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** The service-account token in AZURE_FEDERATED_TOKEN_FILE. */
+  readonly federatedToken: string;
+  /** The AZURE_* and FC_* credential variables as a connector process would be given them. */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/**
+ * A token service with one application (a client secret and a federated credential for a service account), and
+ * the environment a connector authenticates with: client secret or workload identity.
+ */
+export async function startTestIdentity(
+  options: { credential?: "client-secret" | "workload-identity"; tokenLifetimeSeconds?: number } = {},
+): Promise<HarnessIdentity & { close(): Promise<void> }> {
+  const tenantId = randomUUID();
+  const clientId = randomUUID();
+  const clientSecret = `fc-test-secret-${randomBytes(18).toString("base64url")}`;
+  const k8s = createServiceAccountTokenIssuer();
+  const tokenService = await startTokenService({
+    tenantId,
+    tls: inject("tls"),
+    clients: [
+      {
+        clientId,
+        secret: clientSecret,
+        federated: [{ issuer: k8s.issuer, subject: k8s.subject("forecasting", "forecast-connector") }],
+      },
+    ],
+    trustedIssuers: { [k8s.issuer]: k8s.key.publicKey },
+    ...(options.tokenLifetimeSeconds === undefined
+      ? {}
+      : { tokenLifetimeSeconds: options.tokenLifetimeSeconds }),
+  });
+  const dir = mkdtempSync(join(tmpdir(), "fc-identity-"));
+  const federatedToken = k8s.issue({ namespace: "forecasting", serviceAccount: "forecast-connector" });
+  const federatedTokenFile = join(dir, "azure-identity-token");
+  writeFileSync(federatedTokenFile, federatedToken, { mode: 0o600 });
+  const env: Record<string, string> = {
+    AZURE_AUTHORITY_HOST: tokenService.authorityHost,
+    AZURE_TENANT_ID: tenantId,
+    AZURE_CLIENT_ID: clientId,
+    // Only the production credentials (environment, workload identity, managed identity) in the chain.
+    AZURE_TOKEN_CREDENTIALS: "prod",
+    ...(options.credential === "workload-identity"
+      ? { AZURE_FEDERATED_TOKEN_FILE: federatedTokenFile }
+      : { AZURE_CLIENT_SECRET: clientSecret }),
+    FC_AZURE_CREDENTIAL: "default",
+    // The token service is a private authority: no instance discovery against the public cloud.
+    FC_AZURE_DISABLE_INSTANCE_DISCOVERY: "true",
+  };
+  return {
+    tokenService,
+    tenantId,
+    clientId,
+    clientSecret,
+    federatedToken,
+    env,
+    async close() {
+      await tokenService.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export interface PublishedPrediction {
@@ -67,12 +175,32 @@ export async function startHarness(options: HarnessOptions = {}) {
   await blobs.getContainerClient(inputContainer).create();
   await blobs.getContainerClient(outputContainer).create();
 
+  const credentialKind = options.credential ?? "client-secret";
+  const storage = options.storage ?? (stack.blobOAuth ? "identity" : "connection-string");
+  if (storage === "identity" && !stack.blobOAuth) {
+    throw new Error(
+      "storage: identity needs a blob service that accepts Entra tokens (the local stack's Azurite over HTTPS with OAuth); these services have none",
+    );
+  }
+  const identity =
+    credentialKind === "local-dev"
+      ? undefined
+      : await startTestIdentity({
+          credential: credentialKind,
+          ...(options.tokenLifetimeSeconds === undefined
+            ? {}
+            : { tokenLifetimeSeconds: options.tokenLifetimeSeconds }),
+        });
+
   const emulator: Emulator = await createEmulator({
     blobConnectionString: stack.blobConnectionString,
     outputContainer,
     coldStartMs: options.emulator?.coldStartMs ?? 100,
     runMs: options.emulator?.runMs ?? 100,
     ...(options.faults ? { faults: options.faults } : {}),
+    ...(identity
+      ? { auth: { authority: identity.tokenService.authority, tenantId: identity.tenantId } }
+      : {}),
   });
 
   const env: Record<string, string> = {
@@ -98,14 +226,41 @@ export async function startHarness(options: HarnessOptions = {}) {
     FC_HTTP_PORT: "0",
     FC_LOG_LEVEL: "warn",
     FC_SHUTDOWN_TIMEOUT_MS: "5000",
+    ...Object.fromEntries(Object.entries(identity?.env ?? {}).filter(([name]) => name.startsWith("FC_"))),
     ...options.env,
   };
+  if (storage === "identity") {
+    delete env.FC_INPUT_STORAGE_CONNECTION_STRING;
+    env.FC_INPUT_STORAGE_ACCOUNT_URL = stack.blobEndpoint;
+    env.FC_OUTPUT_STORAGE_ACCOUNT_URL = stack.blobEndpoint;
+  }
+  // DefaultAzureCredential reads its variables from the process environment, as in production.
+  const savedAzureEnv = Object.fromEntries(AZURE_VARIABLES.map((name) => [name, process.env[name]]));
+  const restoreAzureEnv = () => {
+    for (const name of AZURE_VARIABLES) {
+      if (savedAzureEnv[name] === undefined) delete process.env[name];
+      else process.env[name] = savedAzureEnv[name];
+    }
+  };
+  if (identity) {
+    for (const name of AZURE_VARIABLES) delete process.env[name];
+    for (const [name, value] of Object.entries(identity.env))
+      if (name.startsWith("AZURE_")) process.env[name] = value;
+  }
   const config: Config = loadConfig(env);
   const registry = new SchemaRegistry({ host: stack.registryUrl });
   const logger = pino({ level: process.env.FC_TEST_LOG_LEVEL ?? "warn" });
   // Lag refreshed often, so a test can read it soon after the work is done.
   const start = () => startConnector(config, { logger, metricsRegistry: new Registry(), lagIntervalMs: 500 });
-  let connector: Connector | undefined = await start();
+  let connector: Connector | undefined;
+  try {
+    if (options.startConnector !== false) connector = await start();
+  } catch (error) {
+    await emulator.close();
+    await identity?.close();
+    restoreAzureEnv();
+    throw error;
+  }
 
   type RawMessage = { key: Buffer | null; value: Buffer | null; offset: string; headers?: IHeaders };
 
@@ -227,6 +382,10 @@ export async function startHarness(options: HarnessOptions = {}) {
     config,
     topics,
     emulator,
+    /** The token service and what the connector authenticated with (undefined with credential: "local-dev"). */
+    identity,
+    /** The connector's settings (FC_* variables), as a CLI run would be given them. */
+    env,
     kafka,
     registry,
     get connector(): Connector {
@@ -340,6 +499,8 @@ export async function startHarness(options: HarnessOptions = {}) {
     async close() {
       await connector?.stop();
       await emulator.close();
+      await identity?.close();
+      restoreAzureEnv();
     },
   };
 }

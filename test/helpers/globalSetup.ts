@@ -7,13 +7,19 @@
  *   3. containers, when a container runtime (Docker, Podman) answers.
  * FC_TEST_SERVICES=local or FC_TEST_SERVICES=containers forces one of the last two. Whatever is missing fails
  * the run with what to install; no test is ever skipped for want of a service. One line says which path ran.
+ *
+ * The real identity path: on the local stack Azurite serves HTTPS and accepts Entra tokens (`--oauth basic`), and
+ * on every path a CA and a server certificate are made for the tests' own token services (tokenService.ts, one per
+ * harness). NODE_EXTRA_CA_CERTS is set to that CA here, before any worker starts: vitest builds each worker's
+ * environment from this process's after the global setup, so workers and the processes they spawn trust it.
  */
 import "./expectedNoise.ts";
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { DEFAULT_KAFKA_VERSION } from "../../stack/src/artifacts.ts";
+import { ensureServerCertificates, type ServerCertificates } from "../../stack/src/certificates.ts";
 import { stackDir } from "../../stack/src/paths.ts";
 import { isAlive, killProcessGroupNow } from "../../stack/src/processes.ts";
 import { freeStackPorts, startStack, stopStack } from "../../stack/src/stack.ts";
@@ -25,6 +31,8 @@ declare module "vitest" {
     stack: StackEndpoints;
     /** The local stack's name when that path ran (the chaos suite restarts its broker), else "". */
     stackName: string;
+    /** The HTTPS certificate the tests' token services serve, and its CA (trusted through NODE_EXTRA_CA_CERTS). */
+    tls: ServerCertificates;
   }
 }
 
@@ -137,6 +145,30 @@ export async function chooseServices(): Promise<Choice> {
   return { path: "containers", why: `${reason}; ${runtime}` };
 }
 
+/**
+ * Trusts `tls`'s CA in every worker (and every process a test spawns with the environment): NODE_EXTRA_CA_CERTS,
+ * joined with a CA file already named there.
+ */
+function trustTestCa(tls: ServerCertificates, dir: string): void {
+  const existing = process.env.NODE_EXTRA_CA_CERTS;
+  if (existing && existing !== tls.caFile && existsSync(existing)) {
+    const bundle = join(dir, "ca-bundle.pem");
+    writeFileSync(bundle, `${readFileSync(existing, "utf8")}\n${readFileSync(tls.caFile, "utf8")}`);
+    process.env.NODE_EXTRA_CA_CERTS = bundle;
+  } else {
+    process.env.NODE_EXTRA_CA_CERTS = tls.caFile;
+  }
+}
+
+/** Certificates for the tests' token services when no local stack made them (existing cluster, containers). */
+function testCertificates(): ServerCertificates {
+  const dir = join(stackDir(`test-${process.pid}`), "tls");
+  mkdirSync(dir, { recursive: true });
+  const tls = ensureServerCertificates(dir);
+  trustTestCa(tls, dir);
+  return tls;
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const kafkaVersion = process.env.FC_KAFKA_VERSION || DEFAULT_KAFKA_VERSION;
   const choice = await chooseServices();
@@ -144,6 +176,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const took = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
   if (choice.path === "env") {
+    project.provide("tls", testCertificates());
     console.log(
       `[services] existing cluster (${choice.why}): Kafka ${choice.endpoints.kafkaBrokers.join(",")}, registry ${choice.endpoints.registryUrl}`,
     );
@@ -153,6 +186,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
 
   if (choice.path === "containers") {
+    project.provide("tls", testCertificates());
     const containers = await startContainerStack(kafkaVersion);
     console.log(
       `[services] containers (${choice.why}): Kafka ${kafkaVersion}, Apicurio Registry and Azurite started in ${took()}`,
@@ -169,15 +203,21 @@ export default async function setup(project: TestProject): Promise<() => Promise
     name: stackName,
     kafkaVersion,
     ports: await freeStackPorts(),
+    // Azurite over HTTPS with OAuth, so the harness can use blob storage by identity.
+    identity: true,
   });
+  const tlsDir = join(stack.dir, "tls");
+  const tls = ensureServerCertificates(tlsDir);
+  trustTestCa(tls, tlsDir);
   // If the run is interrupted before teardown, still take the services down with us.
   const killAll = () => {
     for (const p of stack.processes) killProcessGroupNow(p.pid);
   };
   process.once("exit", killAll);
   console.log(
-    `[services] local stack (${choice.why}): Kafka ${kafkaVersion}, Apicurio Registry and Azurite started in ${took()} (${stack.dir})`,
+    `[services] local stack (${choice.why}): Kafka ${kafkaVersion}, Apicurio Registry and Azurite (HTTPS, OAuth) started in ${took()} (${stack.dir})`,
   );
+  project.provide("tls", tls);
   project.provide("stack", stack.endpoints);
   project.provide("stackName", stackName);
   return async () => {

@@ -16,7 +16,12 @@ interface Run {
 
 function runCli(env: Record<string, string>): Run {
   const child = spawn(process.execPath, [CLI, "run"], {
-    env: { PATH: process.env.PATH ?? "", ...env },
+    // NODE_EXTRA_CA_CERTS: the local stack's Azurite serves HTTPS with the tests' CA (globalSetup.ts).
+    env: {
+      PATH: process.env.PATH ?? "",
+      ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -87,7 +92,7 @@ describe("forecast-connector run", () => {
 
       const stopAsked = Date.now();
       run.child.kill("SIGTERM");
-      expect(await run.exitCode).toBe(0);
+      expect(await run.exitCode, run.output()).toBe(0);
       // FC_SHUTDOWN_TIMEOUT_MS (3 s) for work in flight plus the consumer leaving its group.
       expect(Date.now() - stopAsked).toBeLessThan(15_000);
       expect(run.output()).toContain('"msg":"stopped"');

@@ -11,7 +11,12 @@ const CLI = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
 
 function startCli(env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [CLI, "run"], {
-    env: { PATH: process.env.PATH ?? "", ...env },
+    // NODE_EXTRA_CA_CERTS: the local stack's Azurite serves HTTPS with the tests' CA (globalSetup.ts).
+    env: {
+      PATH: process.env.PATH ?? "",
+      ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
+      ...env,
+    },
     stdio: "ignore",
   });
 }

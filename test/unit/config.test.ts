@@ -84,6 +84,7 @@ const FULL: NodeJS.ProcessEnv = {
   FC_ENDPOINT_DEPLOYMENT: "blue",
   FC_ENDPOINT_TOKEN_SCOPE: "api://forecast/.default",
   FC_AZURE_CREDENTIAL: "local-dev",
+  FC_AZURE_DISABLE_INSTANCE_DISCOVERY: "true",
   FC_ENDPOINT_OUTPUT_DATASTORE: "my_datastore",
   FC_ENDPOINT_STATUS_API: "arm",
   FC_ENDPOINT_INPUT_URI_FORM: "azureml",
@@ -159,6 +160,7 @@ const DOCUMENTED = [
   "FC_ENDPOINT_DEPLOYMENT",
   "FC_ENDPOINT_TOKEN_SCOPE",
   "FC_AZURE_CREDENTIAL",
+  "FC_AZURE_DISABLE_INSTANCE_DISCOVERY",
   "FC_ENDPOINT_OUTPUT_DATASTORE",
   "FC_ENDPOINT_STATUS_API",
   "FC_ENDPOINT_INPUT_URI_FORM",
@@ -282,7 +284,8 @@ describe("loadConfig: defaults", () => {
       cancelJobs: true,
       cancelTimeoutMs: 30000,
     });
-    expect(config.credential).toEqual({ kind: "default" });
+    expect(config.credential).toEqual({ kind: "default", disableInstanceDiscovery: false });
+
     expect(config.poller).toEqual({ pollIntervalMs: 30000 });
     expect(config.jobs).toEqual({
       jobTimeoutMs: 3600000,

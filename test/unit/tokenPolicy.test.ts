@@ -119,6 +119,23 @@ describe("entraTokenPolicy", () => {
     expect(t.causes()).toEqual(["initial"]);
   });
 
+  it("renews a token shorter-lived than twice the window halfway through its life, not on every request", async () => {
+    const SECOND = 1000;
+    const t = setup({ lifetimeMs: 20 * SECOND });
+    const { next, sent } = fakeNext();
+    for (let ms = 0; ms <= 25 * SECOND; ms += SECOND) {
+      vi.setSystemTime(START + ms);
+      await t.policy.sendRequest(request(), next);
+    }
+    // 26 requests over 25 s: the first token until 10 s, the second from 10 s to 20 s, the third from 20 s.
+    expect(t.causes()).toEqual(["initial", "expiry", "expiry"]);
+    expect(sent.map((s) => s.authorization?.split("-")[1])).toEqual([
+      ...Array(10).fill("1"),
+      ...Array(10).fill("2"),
+      ...Array(6).fill("3"),
+    ]);
+  });
+
   it("renews once the token is within the refresh window of its expiry (default 5 minutes)", async () => {
     const t = setup({ lifetimeMs: 60 * MINUTE });
     const { next, sent } = fakeNext();
