@@ -46,6 +46,8 @@ async function baseEnv(id: string, scoringUri: string) {
     FC_INPUT_TOPIC: `${id}-in`,
     FC_RESULTS_TOPIC: `${id}-out`,
     FC_DEAD_LETTER_TOPIC: `${id}-dlq`,
+    // A ledger of its own: the default name is shared by every test on this broker, whatever its partitions.
+    FC_LEDGER_TOPIC: `${id}-ledger`,
     FC_SCHEMA_REGISTRY_URL: stack.registryUrl,
     FC_INPUT_STORAGE_CONNECTION_STRING: stack.blobConnectionString,
     FC_INPUT_CONTAINER: `${id}-in`,

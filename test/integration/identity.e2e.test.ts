@@ -267,6 +267,8 @@ describe("credentials never leak", () => {
         FC_INPUT_TOPIC: `${id}-in`,
         FC_RESULTS_TOPIC: `${id}-out`,
         FC_DEAD_LETTER_TOPIC: `${id}-dlq`,
+        // A ledger of its own: the default name is shared by every test on this broker.
+        FC_LEDGER_TOPIC: `${id}-ledger`,
         FC_CREATE_TOPICS: "true",
         FC_SCHEMA_REGISTRY_URL: stack.registryUrl,
         FC_INPUT_STORAGE_ACCOUNT_URL: stack.blobEndpoint,
