@@ -10,7 +10,7 @@ import type { JobOutcome, JobPoller } from "../azure/jobPoller.ts";
 import type { ApiFlavor } from "../azure/settings.ts";
 import { planBatchFiles, serializeBatchFile } from "../batcher/index.ts";
 import { createBatchMatcher } from "../results/matchPredictions.ts";
-import { parsePredictions } from "../results/parsePredictions.ts";
+import { parsePredictionChunks } from "../results/parsePredictions.ts";
 import type { RetryPolicy } from "../retry.ts";
 import type { BatchMember, BatchResult, SealedBatch, UploadedBatch } from "../types.ts";
 import type { JobSettings } from "./settings.ts";
@@ -222,9 +222,11 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
         const stream = await store.openPredictions(outputPath, { abortSignal: signal });
         // A Completed job without output leaves every event without a prediction: all become dead letters.
         if (stream) {
-          for await (const line of parsePredictions(stream)) {
-            if (line.ok) matcher.add(line.row);
-            else malformed++;
+          for await (const lines of parsePredictionChunks(stream)) {
+            for (const line of lines) {
+              if (line.ok) matcher.add(line.row);
+              else malformed++;
+            }
           }
         }
         return { matched: matcher.finish(), malformedRows: malformed };

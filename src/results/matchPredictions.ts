@@ -59,6 +59,22 @@ interface StoreQueue {
 export function createPredictionMatcher(batch: BatchFile): PredictionMatcher {
   const fileName = baseFileName(batch.fileName);
   if (fileName === "") throw new TypeError("batch.fileName must name a file");
+  const matcher = createFileMatcher(batch);
+  return {
+    add(row: PredictionRow): MatchedPrediction | undefined {
+      if (matcher.finished()) throw new Error("prediction matcher is finished");
+      if (baseFileName(row.fileName) !== fileName) {
+        matcher.countUnmatched();
+        return undefined;
+      }
+      return matcher.add(row);
+    },
+    finish: () => matcher.finish(),
+  };
+}
+
+/** The matcher of one file, for rows already known to name it. */
+function createFileMatcher(batch: BatchFile) {
   const members = batch.members;
 
   // Per store, the member positions in file order, and how many of them rows have claimed so far.
@@ -69,7 +85,9 @@ export function createPredictionMatcher(batch: BatchFile): PredictionMatcher {
     else queue.memberIndexes.push(index);
   });
 
-  const predictionByMember = new Map<number, number>();
+  // Per member, its prediction once a row claimed it: typed arrays, not a map entry per row.
+  const predictionOf = new Float64Array(members.length);
+  const predicted = new Uint8Array(members.length);
   let unmatchedRows = 0;
   let duplicateRows = 0;
   let finished = false;
@@ -77,22 +95,23 @@ export function createPredictionMatcher(batch: BatchFile): PredictionMatcher {
   /** By position (MLflow): the member at that index, unless out of range or already predicted. */
   const claim = (memberIndex: number, prediction: number): MatchedPrediction | undefined => {
     const member = members[memberIndex];
-    if (member === undefined || predictionByMember.has(memberIndex)) {
+    if (member === undefined || predicted[memberIndex] === 1) {
       unmatchedRows += 1;
       if (member !== undefined) duplicateRows += 1;
       return undefined;
     }
-    predictionByMember.set(memberIndex, prediction);
+    predicted[memberIndex] = 1;
+    predictionOf[memberIndex] = prediction;
     return { member, memberIndex, prediction };
   };
 
   return {
+    finished: () => finished,
+    countUnmatched(): void {
+      unmatchedRows += 1;
+    },
     add(row: PredictionRow): MatchedPrediction | undefined {
       if (finished) throw new Error("prediction matcher is finished");
-      if (baseFileName(row.fileName) !== fileName) {
-        unmatchedRows += 1;
-        return undefined;
-      }
       if ("rowIndex" in row) return claim(row.rowIndex, row.prediction);
       // Rows are trimmed by the parser; trim again so a hand-built row matches the same way.
       const queue = queues.get(row.storeId.trim());
@@ -107,7 +126,8 @@ export function createPredictionMatcher(batch: BatchFile): PredictionMatcher {
         return undefined;
       }
       queue.next += 1;
-      predictionByMember.set(memberIndex, row.prediction);
+      predicted[memberIndex] = 1;
+      predictionOf[memberIndex] = row.prediction;
       return { member: members[memberIndex] as BatchMember, memberIndex, prediction: row.prediction };
     },
 
@@ -116,9 +136,9 @@ export function createPredictionMatcher(batch: BatchFile): PredictionMatcher {
       const predictions: MatchedPrediction[] = [];
       const missing: MissingPrediction[] = [];
       members.forEach((member, memberIndex) => {
-        const prediction = predictionByMember.get(memberIndex);
-        if (prediction === undefined) missing.push({ member, memberIndex });
-        else predictions.push({ member, memberIndex, prediction });
+        if (predicted[memberIndex] === 1) {
+          predictions.push({ member, memberIndex, prediction: predictionOf[memberIndex] as number });
+        } else missing.push({ member, memberIndex });
       });
       return { predictions, missing, unmatchedRows, duplicateRows };
     },
@@ -145,12 +165,23 @@ export interface BatchMatchResult {
  * is unmatched.
  */
 export function createBatchMatcher(files: readonly BatchFile[]) {
-  const matchers = new Map(files.map((file) => [baseFileName(file.fileName), createPredictionMatcher(file)]));
+  const matchers = new Map<string, ReturnType<typeof createFileMatcher>>();
+  for (const file of files) {
+    const name = baseFileName(file.fileName);
+    if (name === "") throw new TypeError("batch.fileName must name a file");
+    matchers.set(name, createFileMatcher(file));
+  }
   let rowsOfOtherFiles = 0;
+  // Rows of one file mostly come together: the file name as written is looked up once per run of them.
+  let lastName: string | undefined;
+  let lastMatcher: ReturnType<typeof createFileMatcher> | undefined;
   return {
     add(row: PredictionRow): void {
-      const matcher = matchers.get(baseFileName(row.fileName));
-      if (matcher) matcher.add(row);
+      if (row.fileName !== lastName) {
+        lastName = row.fileName;
+        lastMatcher = matchers.get(baseFileName(row.fileName));
+      }
+      if (lastMatcher) lastMatcher.add(row);
       else rowsOfOtherFiles += 1;
     },
     finish(): BatchMatchResult {
