@@ -1,5 +1,5 @@
 import type { BatchMember, FeatureRow } from "../types.ts";
-import { serializeBatch } from "./policy.ts";
+import { joinSerializedRows, serializeBatch } from "./policy.ts";
 
 /** One input file of a batch: its name and the positions, in the batch, of the events it holds. */
 export interface BatchFilePlan {
@@ -27,6 +27,11 @@ export function planBatchFiles(batchId: string, members: readonly BatchMember[])
 }
 
 /** The JSON file of one planned file: the rows at its member positions. */
-export function serializeBatchFile(rows: readonly FeatureRow[], file: BatchFilePlan): Buffer {
+export function serializeBatchFile(
+  rows: readonly FeatureRow[],
+  file: BatchFilePlan,
+  rowJson?: readonly string[],
+): Buffer {
+  if (rowJson !== undefined) return joinSerializedRows(file.memberIndexes.map((i) => rowJson[i] as string));
   return serializeBatch(file.memberIndexes.map((i) => rows[i] as FeatureRow));
 }

@@ -7,6 +7,8 @@ export {
   batchSizeBytes,
   createBatchPolicy,
   EMPTY_BATCH,
+  joinSerializedRows,
   rowSizeBytes,
   serializeBatch,
+  serializeRow,
 } from "./policy.ts";

@@ -124,6 +124,9 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
         autoCommit: false,
         eachBatchAutoResolve: false,
         eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+          // A batch fetched before a rebalance moved its partition away: not ours to track or commit.
+          // Checked before anything is built for its messages.
+          if (!isRunning() || isStale() || !assigned.includes(batch.partition)) return;
           const messages: InputMessage[] = [];
           for (const message of batch.messages) {
             messages.push({
@@ -138,8 +141,6 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
               ...(message.headers ? { headers: message.headers } : {}),
             });
           }
-          // A batch fetched before a rebalance moved its partition away: not ours to track or commit.
-          if (!isRunning() || isStale() || !assigned.includes(batch.partition)) return;
           const taken = await given.onMessages(messages);
           const last = batch.messages[taken - 1];
           if (last) resolveOffset(last.offset);

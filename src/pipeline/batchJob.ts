@@ -257,7 +257,7 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
       const plan = planBatchFiles(sealed.batchId, sealed.members);
       const bodies = plan.map((file) => ({
         fileName: file.fileName,
-        body: serializeBatchFile(sealed.rows, file),
+        body: serializeBatchFile(sealed.rows, file, sealed.rowJson),
       }));
       const uploadStarted = Date.now();
       const uploaded = await blobStep("upload", sealed.batchId, call, (abortSignal) =>

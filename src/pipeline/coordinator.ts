@@ -495,16 +495,17 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     track(source) {
       const state = partitions.get(source.partition);
       if (!state?.ready || state.lost) return "not_ready";
-      if (BigInt(source.offset) < state.startOffset) return "duplicate"; // fetched before the seek
+      // Parsed once, for every comparison below.
+      const offset = BigInt(source.offset);
+      if (offset < state.startOffset) return "duplicate"; // fetched before the seek
       // False for an offset at or below the highest seen on its partition: kafkajs refetches from the
       // committed offset after a rebalance that kept the partition here, and those events are already held.
-      if (!tracker.track(source.topic, source.partition, source.offset)) return "duplicate";
+      if (!tracker.track(source.topic, source.partition, offset)) return "duplicate";
       if (state.held.length > 0) {
-        const offset = BigInt(source.offset);
         const held = state.held.find((h) => inRanges(h.ranges, offset));
         if (held) {
           if (held.done) {
-            tracker.complete(source.topic, source.partition, source.offset);
+            tracker.complete(source.topic, source.partition, offset);
             advance(state);
           }
           return "held";
