@@ -67,7 +67,8 @@ export interface CoordinatorOptions {
    * previous commit has passed it (a crash in between must not lose a done record). Default false.
    */
   readonly tombstoneAfterCommit?: boolean;
-  readonly encodePrediction: (record: PredictionRecord) => Promise<Buffer>;
+  /** A prediction's record value; a synchronous encoder saves a promise per record. */
+  readonly encodePrediction: (record: PredictionRecord) => Buffer | Promise<Buffer>;
   /** Dead letters as Kafka records that always fit the dead-letter topic. */
   readonly deadLetterMessages: (letters: readonly DeadLetter[]) => TopicMessages;
   readonly resultsTopic: string;
@@ -633,7 +634,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           if (!state || !offsets) return;
           const mine = predictions.filter((p) => p.member.source.partition === partition);
           const myLetters = letters.filter((l) => l.source.partition === partition);
-          const values = await Promise.all(mine.map((p) => options.encodePrediction(p.record)));
+          const encoded = mine.map((p) => options.encodePrediction(p.record));
+          const values = encoded.some((v) => v instanceof Promise)
+            ? await Promise.all(encoded)
+            : (encoded as Buffer[]);
           const ranges = toRanges(offsets);
           const last = lastOffset(ranges) ?? 0n;
           let ledgerKept = false;

@@ -97,12 +97,50 @@ export function createPublisher(options: PublisherOptions): Publisher {
     // The Java client's murmur2 partitioning: a store's forecasts land where Java producers would put them.
     createPartitioner: Partitioners.DefaultPartitioner,
   });
-  const send = async (topicMessages: Array<{ topic: string; messages: Message[] }>) => {
-    // Several requests when needed: one request per partition batch must stay under the broker's
-    // message.max.bytes (1 MiB by default), whatever a fetch of invalid events added up to.
-    for (const chunk of chunked(topicMessages, MAX_REQUEST_BYTES)) {
-      await producer.sendBatch({ topicMessages: chunk, acks: -1 });
+  /**
+   * Sends made while a request is in flight wait for it and then go together, in one sendBatch: with one
+   * request in flight (the idempotent producer's sequence numbers need it), the writes of several input
+   * partitions then share a request instead of queueing one request each. Every caller resolves once all of
+   * its records are acknowledged; if a request of its group fails, every caller of the group is rejected
+   * (and retries its own write).
+   */
+  interface Pending {
+    readonly topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>;
+    readonly resolve: () => void;
+    readonly reject: (error: unknown) => void;
+  }
+  let pending: Pending[] = [];
+  let sending = false;
+  const drain = async () => {
+    sending = true;
+    try {
+      while (pending.length > 0) {
+        const group = pending;
+        pending = [];
+        try {
+          // Several requests when needed: one request per partition batch must stay under the broker's
+          // message.max.bytes (1 MiB by default), whatever a fetch of invalid events added up to.
+          for (const chunk of chunked(
+            group.flatMap((p) => p.topicMessages),
+            MAX_REQUEST_BYTES,
+          )) {
+            await producer.sendBatch({ topicMessages: chunk, acks: -1 });
+          }
+          for (const p of group) p.resolve();
+        } catch (error) {
+          for (const p of group) p.reject(error);
+        }
+      }
+    } finally {
+      sending = false;
     }
+  };
+  const send = (topicMessages: Array<{ topic: string; messages: Message[] }>): Promise<void> => {
+    if (topicMessages.every((t) => t.messages.length === 0)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      pending.push({ topicMessages, resolve, reject });
+      if (!sending) void drain();
+    });
   };
 
   return {
