@@ -1,5 +1,6 @@
 export { type Batcher, type BatcherOptions, createBatcher, type TimerHandle } from "./batcher.ts";
 export { type BatchFilePlan, planBatchFiles, serializeBatchFile } from "./files.ts";
+export { memberAt, packMembers, sourceAt, storeIdAt, unpackMembers } from "./members.ts";
 export {
   type BatchPolicy,
   type BatchPolicyOptions,

@@ -8,11 +8,11 @@ import type { EndpointClient } from "../azure/endpointClient.ts";
 import { EndpointError } from "../azure/errors.ts";
 import type { JobOutcome, JobPoller } from "../azure/jobPoller.ts";
 import type { ApiFlavor } from "../azure/settings.ts";
-import { planBatchFiles, serializeBatchFile } from "../batcher/index.ts";
+import { packMembers, planBatchFiles, serializeBatchFile } from "../batcher/index.ts";
 import { createBatchMatcher } from "../results/matchPredictions.ts";
 import { parsePredictionChunks } from "../results/parsePredictions.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { BatchMember, BatchResult, SealedBatch, UploadedBatch } from "../types.ts";
+import type { BatchMember, BatchResult, SealedBatch, UploadedBatch, UploadedFile } from "../types.ts";
 import type { JobSettings } from "./settings.ts";
 
 /** Instrumentation of a batch's life (docs/architecture.md, invariant 7): each step is an event. */
@@ -217,7 +217,7 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
       batch.batchId,
       call,
       async (signal) => {
-        const matcher = createBatchMatcher(batch.files);
+        const matcher = createBatchMatcher(batch.members, batch.files);
         let malformed = 0;
         const stream = await store.openPredictions(outputPath, { abortSignal: signal });
         // A Completed job without output leaves every event without a prediction: all become dead letters.
@@ -271,23 +271,30 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
         durationMs: Date.now() - uploadStarted,
         folderUri: uploaded.folderUri,
       });
-      const members = sealed.members;
-      const files = plan.map((file, i) => ({
+      // From here on only the columns are kept (invariant 8): no object per event.
+      const members = packMembers(sealed.members);
+      const files: UploadedFile[] = plan.map((file, i) => ({
         fileName: file.fileName,
         blobPath: uploaded.blobPaths[i] as string,
-        members: file.memberIndexes.map((m) => members[m] as BatchMember),
+        memberIndexes: Uint32Array.from(file.memberIndexes),
       }));
       const manifest: Manifest = {
         v: 1,
         batchId: sealed.batchId,
-        topic: members[0]?.source.topic ?? "",
+        topic: members.topic,
         folderUri: uploaded.folderUri,
         files: files.map((file) => ({
           fileName: file.fileName,
           blobPath: file.blobPath,
-          members: file.members.map(
-            (m) => [m.source.partition, m.source.offset, m.source.timestampMs, m.storeId] as const,
-          ),
+          members: Array.from(file.memberIndexes, (m) => {
+            const source = sealed.members[m] as BatchMember;
+            return [
+              source.source.partition,
+              source.source.offset,
+              source.source.timestampMs,
+              source.storeId,
+            ] as const;
+          }),
         })),
       };
       const manifestPath = await blobStep("upload manifest", sealed.batchId, call, (abortSignal) =>
@@ -302,25 +309,28 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
       );
       if (body === undefined) return undefined;
       const manifest = JSON.parse(body.toString("utf8")) as Manifest;
-      const members: BatchMember[] = [];
-      const files = manifest.files.map((file) => ({
+      // Every row of every file, with where it sits; member order only matters within a partition (offset
+      // order), which sorting restores.
+      const rows = manifest.files.flatMap((file, f) =>
+        file.members.map(([partition, offset, timestampMs, storeId], k) => ({
+          member: { source: { topic: manifest.topic, partition, offset, timestampMs }, storeId },
+          offset: BigInt(offset),
+          f,
+          k,
+        })),
+      );
+      rows.sort(
+        (a, b) => a.member.source.partition - b.member.source.partition || (a.offset < b.offset ? -1 : 1),
+      );
+      const files: UploadedFile[] = manifest.files.map((file) => ({
         fileName: file.fileName,
         blobPath: file.blobPath,
-        members: file.members.map(([partition, offset, timestampMs, storeId]) => {
-          const member: BatchMember = {
-            source: { topic: manifest.topic, partition, offset, timestampMs },
-            storeId,
-          };
-          members.push(member);
-          return member;
-        }),
+        memberIndexes: new Uint32Array(file.members.length),
       }));
-      // Member order only matters within a partition (offset order), which sorting restores.
-      members.sort(
-        (a, b) =>
-          a.source.partition - b.source.partition ||
-          (BigInt(a.source.offset) < BigInt(b.source.offset) ? -1 : 1),
-      );
+      rows.forEach((row, memberIndex) => {
+        (files[row.f] as UploadedFile).memberIndexes[row.k] = memberIndex;
+      });
+      const members = packMembers(rows.map((row) => row.member));
       return { batchId: manifest.batchId, members, files, folderUri: manifest.folderUri, manifestPath };
     },
 

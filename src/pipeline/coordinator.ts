@@ -11,6 +11,7 @@
  *   batched again, their batch is resumed) and of batches already published (complete as soon as fetched).
  */
 import type { BatchStore } from "../azure/blobStore.ts";
+import { sourceAt, storeIdAt } from "../batcher/members.ts";
 import {
   encodeLedgerEntry,
   inRanges,
@@ -28,7 +29,7 @@ import {
 } from "../producer/outcomeWriter.ts";
 import type { PredictionRecord } from "../producer/predictionRecord.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { BatchMember, BatchResult, SourceRef, TopicPartitionOffset, UploadedBatch } from "../types.ts";
+import type { BatchResult, SourceRef, TopicPartitionOffset, UploadedBatch } from "../types.ts";
 import type { JobProgress } from "./batchJob.ts";
 import type { OffsetTracker } from "./offsetTracker.ts";
 
@@ -322,24 +323,24 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     state.held = state.held.filter((h) => !(h.done && tombstones.includes(h.key)));
   };
 
-  const completeOffsets = (state: PartitionState, offsets: Iterable<string>) => {
+  const completeOffsets = (state: PartitionState, offsets: Iterable<string | bigint>) => {
     for (const offset of offsets) tracker.complete(inputTopic, state.partition, offset);
   };
 
-  /** Dead letters for members of a batch, each carrying its row read back from its batch file. */
+  /** Dead letters for members of a batch (by member index), each carrying its row read back from its batch file. */
   const deadLettersFor = async (
     batch: UploadedBatch,
     jobId: string | undefined,
-    members: readonly BatchMember[],
+    memberIndexes: readonly number[],
     reason: DeadLetterReason,
     detail: string,
   ): Promise<DeadLetter[] | undefined> => {
-    if (members.length === 0) return [];
-    const wanted = new Set(members);
+    if (memberIndexes.length === 0) return [];
+    const wanted = new Set(memberIndexes);
     // The features live in the batch files (invariant 8): read back those that hold these members.
-    const rowOf = new Map<BatchMember, unknown>();
+    const rowOf = new Map<number, unknown>();
     for (const file of batch.files) {
-      if (!file.members.some((m) => wanted.has(m))) continue;
+      if (!file.memberIndexes.some((m) => wanted.has(m))) continue;
       const rows = await options.retry
         .run(({ abortSignal }) => options.store.readBatchRows(file.blobPath, { abortSignal }), {
           abortSignal: stopping.signal,
@@ -348,17 +349,17 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         })
         .catch(() => undefined);
       if (!rows) return undefined; // stopping
-      file.members.forEach((member, i) => {
-        if (wanted.has(member)) rowOf.set(member, rows[i]);
+      file.memberIndexes.forEach((member, k) => {
+        if (wanted.has(member)) rowOf.set(member, rows[k]);
       });
     }
-    return members.map((member) => {
-      const row = rowOf.get(member);
+    return memberIndexes.map((index) => {
+      const row = rowOf.get(index);
       return {
-        source: member.source,
+        source: sourceAt(batch.members, index),
         reason,
         detail,
-        key: Buffer.from(member.storeId),
+        key: Buffer.from(storeIdAt(batch.members, index)),
         value: row ? Buffer.from(JSON.stringify(row)) : null,
         batchId: batch.batchId,
         ...(jobId ? { jobId } : {}),
@@ -366,12 +367,16 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     });
   };
 
+  /** The batch's offsets, per partition. */
   const partsOf = (run: BatchRun) => {
-    const offsetsBy = new Map<number, string[]>();
-    for (const member of run.batch.members) {
-      const list = offsetsBy.get(member.source.partition);
-      if (list) list.push(member.source.offset);
-      else offsetsBy.set(member.source.partition, [member.source.offset]);
+    const { partitions, offsets, length } = run.batch.members;
+    const offsetsBy = new Map<number, bigint[]>();
+    for (let i = 0; i < length; i++) {
+      const partition = partitions[i] as number;
+      const offset = offsets[i] as bigint;
+      const list = offsetsBy.get(partition);
+      if (list) list.push(offset);
+      else offsetsBy.set(partition, [offset]);
     }
     return offsetsBy;
   };
@@ -593,25 +598,34 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
 
     async settleBatch(run, result) {
       const { batch } = run;
-      let predictions: Array<{ member: BatchMember; record: PredictionRecord }> = [];
+      const { members } = batch;
+      // Predictions of each partition the run owns, as records, in member order.
+      const recordsBy = new Map<number, PredictionRecord[]>();
       let lettersByMember: DeadLetter[] | undefined;
       if (result.kind === "scored") {
-        predictions = result.predictions.map(({ member, fileName, prediction }) => ({
-          member,
-          record: {
-            store_id: member.storeId,
+        const predictedAt = result.predictedAt.getTime();
+        for (const { memberIndex, fileName, prediction } of result.predictions) {
+          const partition = members.partitions[memberIndex] as number;
+          if (!run.parts.has(partition)) continue;
+          const record: PredictionRecord = {
+            store_id: storeIdAt(members, memberIndex),
             prediction,
             file_name: fileName,
             job_id: result.jobId,
             batch_id: batch.batchId,
-            source_topic: member.source.topic,
-            source_partition: member.source.partition,
-            source_offset: Number(member.source.offset),
-            source_timestamp: member.source.timestampMs,
-            predicted_at: result.predictedAt.getTime(),
-          },
-        }));
-        const owned = result.missing.map((m) => m.member).filter((m) => run.parts.has(m.source.partition));
+            source_topic: members.topic,
+            source_partition: partition,
+            source_offset: Number(members.offsets[memberIndex]),
+            source_timestamp: members.timestampsMs[memberIndex] as number,
+            predicted_at: predictedAt,
+          };
+          const list = recordsBy.get(partition);
+          if (list) list.push(record);
+          else recordsBy.set(partition, [record]);
+        }
+        const owned = result.missing
+          .map((m) => m.memberIndex)
+          .filter((i) => run.parts.has(members.partitions[i] as number));
         lettersByMember = await deadLettersFor(
           batch,
           result.jobId,
@@ -620,7 +634,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           `job ${result.jobId} wrote no prediction for this event`,
         );
       } else {
-        const owned = batch.members.filter((m) => run.parts.has(m.source.partition));
+        const owned: number[] = [];
+        for (let i = 0; i < members.length; i++)
+          if (run.parts.has(members.partitions[i] as number)) owned.push(i);
         lettersByMember = await deadLettersFor(batch, result.jobId, owned, "job_failed", result.detail);
       }
       if (!lettersByMember) return; // stopping
@@ -632,9 +648,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           const state = current(partition, epoch);
           const offsets = offsetsBy.get(partition);
           if (!state || !offsets) return;
-          const mine = predictions.filter((p) => p.member.source.partition === partition);
+          const mine = recordsBy.get(partition) ?? [];
           const myLetters = letters.filter((l) => l.source.partition === partition);
-          const encoded = mine.map((p) => options.encodePrediction(p.record));
+          const encoded = mine.map((record) => options.encodePrediction(record));
           const values = encoded.some((v) => v instanceof Promise)
             ? await Promise.all(encoded)
             : (encoded as Buffer[]);
@@ -653,7 +669,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
               if (mine.length > 0) {
                 topicMessages.push({
                   topic: options.resultsTopic,
-                  messages: mine.map((p, i) => ({ key: p.record.store_id, value: values[i] as Buffer })),
+                  messages: mine.map((record, i) => ({ key: record.store_id, value: values[i] as Buffer })),
                 });
               }
               if (myLetters.length > 0) topicMessages.push(options.deadLetterMessages(myLetters));
@@ -682,7 +698,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             ...(result.jobId ? { jobId: result.jobId } : {}),
             predictions: mine.length,
             deadLetters: countByReason(myLetters),
-            sourceTimestampsMs: mine.map((p) => p.record.source_timestamp),
+            sourceTimestampsMs: mine.map((record) => record.source_timestamp),
             acknowledgedAtMs: Date.now(),
           });
         }),

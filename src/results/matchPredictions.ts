@@ -1,4 +1,12 @@
-import type { BatchFile, BatchMember, BatchResult, PredictionRow } from "../types.ts";
+import { storeIdAt } from "../batcher/members.ts";
+import type {
+  BatchFile,
+  BatchMember,
+  BatchMembers,
+  BatchResult,
+  PredictionRow,
+  UploadedFile,
+} from "../types.ts";
 
 /**
  * Maps predictions.csv rows back to the events of one batch.
@@ -59,90 +67,93 @@ interface StoreQueue {
 export function createPredictionMatcher(batch: BatchFile): PredictionMatcher {
   const fileName = baseFileName(batch.fileName);
   if (fileName === "") throw new TypeError("batch.fileName must name a file");
-  const matcher = createFileMatcher(batch);
-  return {
-    add(row: PredictionRow): MatchedPrediction | undefined {
-      if (matcher.finished()) throw new Error("prediction matcher is finished");
-      if (baseFileName(row.fileName) !== fileName) {
-        matcher.countUnmatched();
-        return undefined;
-      }
-      return matcher.add(row);
-    },
-    finish: () => matcher.finish(),
-  };
-}
-
-/** The matcher of one file, for rows already known to name it. */
-function createFileMatcher(batch: BatchFile) {
   const members = batch.members;
-
-  // Per store, the member positions in file order, and how many of them rows have claimed so far.
-  const queues = new Map<string, StoreQueue>();
-  members.forEach((member, index) => {
-    const queue = queues.get(member.storeId);
-    if (queue === undefined) queues.set(member.storeId, { memberIndexes: [index], next: 0 });
-    else queue.memberIndexes.push(index);
+  const matcher = createFileMatcher(members.length, (k) => (members[k] as BatchMember).storeId);
+  const matched = (k: number, prediction: number): MatchedPrediction => ({
+    member: members[k] as BatchMember,
+    memberIndex: k,
+    prediction,
   });
-
-  // Per member, its prediction once a row claimed it: typed arrays, not a map entry per row.
-  const predictionOf = new Float64Array(members.length);
-  const predicted = new Uint8Array(members.length);
-  let unmatchedRows = 0;
-  let duplicateRows = 0;
   let finished = false;
-
-  /** By position (MLflow): the member at that index, unless out of range or already predicted. */
-  const claim = (memberIndex: number, prediction: number): MatchedPrediction | undefined => {
-    const member = members[memberIndex];
-    if (member === undefined || predicted[memberIndex] === 1) {
-      unmatchedRows += 1;
-      if (member !== undefined) duplicateRows += 1;
-      return undefined;
-    }
-    predicted[memberIndex] = 1;
-    predictionOf[memberIndex] = prediction;
-    return { member, memberIndex, prediction };
-  };
-
   return {
-    finished: () => finished,
-    countUnmatched(): void {
-      unmatchedRows += 1;
-    },
     add(row: PredictionRow): MatchedPrediction | undefined {
       if (finished) throw new Error("prediction matcher is finished");
-      if ("rowIndex" in row) return claim(row.rowIndex, row.prediction);
-      // Rows are trimmed by the parser; trim again so a hand-built row matches the same way.
-      const queue = queues.get(row.storeId.trim());
-      if (queue === undefined) {
-        unmatchedRows += 1;
+      if (baseFileName(row.fileName) !== fileName) {
+        matcher.unmatchedRows += 1;
         return undefined;
       }
-      const memberIndex = queue.memberIndexes[queue.next];
-      if (memberIndex === undefined) {
-        unmatchedRows += 1;
-        duplicateRows += 1;
-        return undefined;
-      }
-      queue.next += 1;
-      predicted[memberIndex] = 1;
-      predictionOf[memberIndex] = row.prediction;
-      return { member: members[memberIndex] as BatchMember, memberIndex, prediction: row.prediction };
+      const k = matcher.add(row);
+      return k === -1 ? undefined : matched(k, row.prediction);
     },
-
     finish(): MatchResult {
       finished = true;
       const predictions: MatchedPrediction[] = [];
       const missing: MissingPrediction[] = [];
-      members.forEach((member, memberIndex) => {
-        if (predicted[memberIndex] === 1) {
-          predictions.push({ member, memberIndex, prediction: predictionOf[memberIndex] as number });
-        } else missing.push({ member, memberIndex });
-      });
-      return { predictions, missing, unmatchedRows, duplicateRows };
+      for (let k = 0; k < members.length; k++) {
+        if (matcher.predicted[k] === 1) predictions.push(matched(k, matcher.values[k] as number));
+        else missing.push({ member: members[k] as BatchMember, memberIndex: k });
+      }
+      return {
+        predictions,
+        missing,
+        unmatchedRows: matcher.unmatchedRows,
+        duplicateRows: matcher.duplicateRows,
+      };
     },
   };
+}
+
+/**
+ * The matching of one file's rows, by position in the file (row k of the input file is event k of the file):
+ * rows already known to name this file go in, the position each claims comes out (-1: none). Predictions
+ * are kept in typed arrays, not an object per row.
+ */
+function createFileMatcher(count: number, storeIdOf: (k: number) => string) {
+  // Per store, the positions in file order, and how many of them rows have claimed so far.
+  const queues = new Map<string, StoreQueue>();
+  for (let k = 0; k < count; k++) {
+    const storeId = storeIdOf(k);
+    const queue = queues.get(storeId);
+    if (queue === undefined) queues.set(storeId, { memberIndexes: [k], next: 0 });
+    else queue.memberIndexes.push(k);
+  }
+  const state = {
+    values: new Float64Array(count),
+    predicted: new Uint8Array(count),
+    unmatchedRows: 0,
+    duplicateRows: 0,
+    /** Matches one row; returns the position it claimed, or -1. */
+    add(row: PredictionRow): number {
+      let k: number | undefined;
+      if ("rowIndex" in row) {
+        // By position (MLflow): unless out of range or already predicted.
+        k = row.rowIndex;
+        if (!(k >= 0 && k < count && Number.isInteger(k)) || state.predicted[k] === 1) {
+          state.unmatchedRows += 1;
+          if (k >= 0 && k < count && Number.isInteger(k)) state.duplicateRows += 1;
+          return -1;
+        }
+      } else {
+        // Rows are trimmed by the parser; trim again so a hand-built row matches the same way.
+        const queue = queues.get(row.storeId.trim());
+        if (queue === undefined) {
+          state.unmatchedRows += 1;
+          return -1;
+        }
+        k = queue.memberIndexes[queue.next];
+        if (k === undefined) {
+          state.unmatchedRows += 1;
+          state.duplicateRows += 1;
+          return -1;
+        }
+        queue.next += 1;
+      }
+      state.predicted[k] = 1;
+      state.values[k] = row.prediction;
+      return k;
+    },
+  };
+  return state;
 }
 
 /** Matches a whole set of rows at once; see createPredictionMatcher for the incremental form. */
@@ -153,6 +164,7 @@ export function matchPredictions(batch: BatchFile, rows: Iterable<PredictionRow>
 }
 
 export interface BatchMatchResult {
+  /** In member order within each file, file after file. */
   readonly predictions: Extract<BatchResult, { kind: "scored" }>["predictions"];
   readonly missing: Extract<BatchResult, { kind: "scored" }>["missing"];
   readonly unmatchedRows: number;
@@ -162,19 +174,22 @@ export interface BatchMatchResult {
 /**
  * Matches the rows of a job's predictions.csv to the events of a batch laid out as several files (see
  * planBatchFiles): each row goes to the matcher of the file it names; a row naming no file of the batch
- * is unmatched.
+ * is unmatched. Events are named by their index in the batch's members.
  */
-export function createBatchMatcher(files: readonly BatchFile[]) {
-  const matchers = new Map<string, ReturnType<typeof createFileMatcher>>();
+export function createBatchMatcher(members: BatchMembers, files: readonly UploadedFile[]) {
+  type FileMatcher = ReturnType<typeof createFileMatcher> & { readonly file: UploadedFile };
+  const matchers = new Map<string, FileMatcher>();
   for (const file of files) {
     const name = baseFileName(file.fileName);
     if (name === "") throw new TypeError("batch.fileName must name a file");
-    matchers.set(name, createFileMatcher(file));
+    const indexes = file.memberIndexes;
+    const matcher = createFileMatcher(indexes.length, (k) => storeIdAt(members, indexes[k] as number));
+    matchers.set(name, Object.assign(matcher, { file }));
   }
   let rowsOfOtherFiles = 0;
   // Rows of one file mostly come together: the file name as written is looked up once per run of them.
   let lastName: string | undefined;
-  let lastMatcher: ReturnType<typeof createFileMatcher> | undefined;
+  let lastMatcher: FileMatcher | undefined;
   return {
     add(row: PredictionRow): void {
       if (row.fileName !== lastName) {
@@ -190,12 +205,15 @@ export function createBatchMatcher(files: readonly BatchFile[]) {
       let unmatchedRows = rowsOfOtherFiles;
       let duplicateRows = 0;
       for (const [fileName, matcher] of matchers) {
-        const result = matcher.finish();
-        for (const p of result.predictions)
-          predictions.push({ member: p.member, fileName, prediction: p.prediction });
-        for (const m of result.missing) missing.push({ member: m.member, fileName });
-        unmatchedRows += result.unmatchedRows;
-        duplicateRows += result.duplicateRows;
+        const indexes = matcher.file.memberIndexes;
+        for (let k = 0; k < indexes.length; k++) {
+          const memberIndex = indexes[k] as number;
+          if (matcher.predicted[k] === 1)
+            predictions.push({ memberIndex, fileName, prediction: matcher.values[k] as number });
+          else missing.push({ memberIndex, fileName });
+        }
+        unmatchedRows += matcher.unmatchedRows;
+        duplicateRows += matcher.duplicateRows;
       }
       return { predictions, missing, unmatchedRows, duplicateRows };
     },
