@@ -195,6 +195,11 @@ interface PartitionState {
   unusableSinceMs?: number;
 }
 
+/** Predictions encoded between two turns of the event loop, for a large batch. */
+const ENCODE_SLICE = 8192;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 function countByReason(letters: readonly DeadLetter[]): DeadLetterCounts {
   const counts: DeadLetterCounts = {};
   for (const letter of letters) counts[letter.reason] = (counts[letter.reason] ?? 0) + 1;
@@ -599,11 +604,15 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     async settleBatch(run, result) {
       const { batch } = run;
       const { members } = batch;
-      // Predictions of each partition the run owns, as records, in member order.
-      const recordsBy = new Map<number, PredictionRecord[]>();
+      // Predictions of each partition the run owns, encoded, in member order, with their source timestamps.
+      const predictionsBy = new Map<
+        number,
+        { messages: Array<{ key: string; value: Buffer | Promise<Buffer> }>; timestamps: number[] }
+      >();
       let lettersByMember: DeadLetter[] | undefined;
       if (result.kind === "scored") {
         const predictedAt = result.predictedAt.getTime();
+        let encodedCount = 0;
         for (const { memberIndex, fileName, prediction } of result.predictions) {
           const partition = members.partitions[memberIndex] as number;
           if (!run.parts.has(partition)) continue;
@@ -619,9 +628,15 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             source_timestamp: members.timestampsMs[memberIndex] as number,
             predicted_at: predictedAt,
           };
-          const list = recordsBy.get(partition);
-          if (list) list.push(record);
-          else recordsBy.set(partition, [record]);
+          let mine = predictionsBy.get(partition);
+          if (mine === undefined) {
+            mine = { messages: [], timestamps: [] };
+            predictionsBy.set(partition, mine);
+          }
+          mine.messages.push({ key: record.store_id, value: options.encodePrediction(record) });
+          mine.timestamps.push(record.source_timestamp);
+          // A large batch is encoded in slices, with the event loop getting a turn between them.
+          if (++encodedCount % ENCODE_SLICE === 0) await nextTurn();
         }
         const owned = result.missing
           .map((m) => m.memberIndex)
@@ -648,12 +663,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           const state = current(partition, epoch);
           const offsets = offsetsBy.get(partition);
           if (!state || !offsets) return;
-          const mine = recordsBy.get(partition) ?? [];
+          const mine = predictionsBy.get(partition) ?? { messages: [], timestamps: [] };
           const myLetters = letters.filter((l) => l.source.partition === partition);
-          const encoded = mine.map((record) => options.encodePrediction(record));
-          const values = encoded.some((v) => v instanceof Promise)
-            ? await Promise.all(encoded)
-            : (encoded as Buffer[]);
+          // A synchronous encoder's buffers are taken as they are; an asynchronous one's are awaited.
+          const messages = mine.messages.some((m) => m.value instanceof Promise)
+            ? await Promise.all(mine.messages.map(async (m) => ({ key: m.key, value: await m.value })))
+            : (mine.messages as Array<{ key: string; value: Buffer }>);
           const ranges = toRanges(offsets);
           const last = lastOffset(ranges) ?? 0n;
           let ledgerKept = false;
@@ -666,12 +681,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
               if (held) held.done = true;
               const { offset, tombstones } = offsetAndTombstones(state);
               const topicMessages: TopicMessages[] = [];
-              if (mine.length > 0) {
-                topicMessages.push({
-                  topic: options.resultsTopic,
-                  messages: mine.map((record, i) => ({ key: record.store_id, value: values[i] as Buffer })),
-                });
-              }
+              if (messages.length > 0) topicMessages.push({ topic: options.resultsTopic, messages });
               if (myLetters.length > 0) topicMessages.push(options.deadLetterMessages(myLetters));
               ledgerKept = offset === undefined || BigInt(offset) <= last;
               topicMessages.push(
@@ -696,9 +706,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             partition,
             batchId: batch.batchId,
             ...(result.jobId ? { jobId: result.jobId } : {}),
-            predictions: mine.length,
+            predictions: messages.length,
             deadLetters: countByReason(myLetters),
-            sourceTimestampsMs: mine.map((record) => record.source_timestamp),
+            sourceTimestampsMs: mine.timestamps,
             acknowledgedAtMs: Date.now(),
           });
         }),
