@@ -372,8 +372,14 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     });
   };
 
-  /** The batch's offsets, per partition. */
+  /**
+   * The batch's offsets per partition, and their ranges: worked out once per batch (its intent, submission
+   * and outcomes all need them), kept only as long as the batch itself.
+   */
+  const partsCache = new WeakMap<UploadedBatch, Map<number, { offsets: bigint[]; ranges: OffsetRanges }>>();
   const partsOf = (run: BatchRun) => {
+    const cached = partsCache.get(run.batch);
+    if (cached) return cached;
     const { partitions, offsets, length } = run.batch.members;
     const offsetsBy = new Map<number, bigint[]>();
     for (let i = 0; i < length; i++) {
@@ -383,7 +389,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       if (list) list.push(offset);
       else offsetsBy.set(partition, [offset]);
     }
-    return offsetsBy;
+    const parts = new Map([...offsetsBy].map(([p, list]) => [p, { offsets: list, ranges: toRanges(list) }]));
+    partsCache.set(run.batch, parts);
+    return parts;
   };
 
   const advance = (state: PartitionState) => {
@@ -532,12 +540,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       await Promise.all(
         [...run.parts].map(async ([partition, epoch]) => {
           const state = current(partition, epoch);
-          const offsets = offsetsBy.get(partition);
-          if (!state || !offsets) return;
+          const part = offsetsBy.get(partition);
+          if (!state || !part) return;
           const entry: LedgerEntry = {
             batchId: run.batch.batchId,
             state: progress.state,
-            ranges: toRanges(offsets),
+            ranges: part.ranges,
             attempt: progress.attempt,
             repeatabilityId: progress.repeatabilityId,
             ...(progress.jobId ? { jobId: progress.jobId } : {}),
@@ -661,15 +669,15 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       await Promise.all(
         [...run.parts].map(async ([partition, epoch]) => {
           const state = current(partition, epoch);
-          const offsets = offsetsBy.get(partition);
-          if (!state || !offsets) return;
+          const part = offsetsBy.get(partition);
+          if (!state || !part) return;
+          const { offsets, ranges } = part;
           const mine = predictionsBy.get(partition) ?? { messages: [], timestamps: [] };
           const myLetters = letters.filter((l) => l.source.partition === partition);
           // A synchronous encoder's buffers are taken as they are; an asynchronous one's are awaited.
           const messages = mine.messages.some((m) => m.value instanceof Promise)
             ? await Promise.all(mine.messages.map(async (m) => ({ key: m.key, value: await m.value })))
             : (mine.messages as Array<{ key: string; value: Buffer }>);
-          const ranges = toRanges(offsets);
           const last = lastOffset(ranges) ?? 0n;
           let ledgerKept = false;
           const written = await enqueue(
