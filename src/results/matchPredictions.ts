@@ -177,15 +177,21 @@ export interface BatchMatchResult {
  * is unmatched. Events are named by their index in the batch's members.
  */
 export function createBatchMatcher(members: BatchMembers, files: readonly UploadedFile[]) {
-  type FileMatcher = ReturnType<typeof createFileMatcher> & { readonly file: UploadedFile };
-  const matchers = new Map<string, FileMatcher>();
+  type FileMatcher = ReturnType<typeof createFileMatcher>;
+  // A file's matcher is built when its first row comes: a large batch's are not all built in one go.
+  const matchers = new Map<string, { readonly file: UploadedFile; matcher?: FileMatcher }>();
   for (const file of files) {
     const name = baseFileName(file.fileName);
     if (name === "") throw new TypeError("batch.fileName must name a file");
-    const indexes = file.memberIndexes;
-    const matcher = createFileMatcher(indexes.length, (k) => storeIdAt(members, indexes[k] as number));
-    matchers.set(name, Object.assign(matcher, { file }));
+    matchers.set(name, { file });
   }
+  const matcherOf = (entry: { readonly file: UploadedFile; matcher?: FileMatcher }): FileMatcher => {
+    if (entry.matcher === undefined) {
+      const indexes = entry.file.memberIndexes;
+      entry.matcher = createFileMatcher(indexes.length, (k) => storeIdAt(members, indexes[k] as number));
+    }
+    return entry.matcher;
+  };
   let rowsOfOtherFiles = 0;
   // Rows of one file mostly come together: the file name as written is looked up once per run of them.
   let lastName: string | undefined;
@@ -194,7 +200,8 @@ export function createBatchMatcher(members: BatchMembers, files: readonly Upload
     add(row: PredictionRow): void {
       if (row.fileName !== lastName) {
         lastName = row.fileName;
-        lastMatcher = matchers.get(baseFileName(row.fileName));
+        const entry = matchers.get(baseFileName(row.fileName));
+        lastMatcher = entry === undefined ? undefined : matcherOf(entry);
       }
       if (lastMatcher) lastMatcher.add(row);
       else rowsOfOtherFiles += 1;
@@ -204,16 +211,16 @@ export function createBatchMatcher(members: BatchMembers, files: readonly Upload
       const missing: Array<BatchMatchResult["missing"][number]> = [];
       let unmatchedRows = rowsOfOtherFiles;
       let duplicateRows = 0;
-      for (const [fileName, matcher] of matchers) {
-        const indexes = matcher.file.memberIndexes;
+      for (const [fileName, { file, matcher }] of matchers) {
+        const indexes = file.memberIndexes;
         for (let k = 0; k < indexes.length; k++) {
           const memberIndex = indexes[k] as number;
-          if (matcher.predicted[k] === 1)
+          if (matcher !== undefined && matcher.predicted[k] === 1)
             predictions.push({ memberIndex, fileName, prediction: matcher.values[k] as number });
           else missing.push({ memberIndex, fileName });
         }
-        unmatchedRows += matcher.unmatchedRows;
-        duplicateRows += matcher.duplicateRows;
+        unmatchedRows += matcher?.unmatchedRows ?? 0;
+        duplicateRows += matcher?.duplicateRows ?? 0;
       }
       return { predictions, missing, unmatchedRows, duplicateRows };
     },
