@@ -10,7 +10,7 @@ import type { PredictionRow } from "../types.ts";
  * lines. Every non-blank line yields one result, ok or not, so a bad line costs one prediction and never the
  * rest of the file.
  *
- * The input is split into physical lines here and each line is read on its own: ASCII lines whose quotes
+ * The input is split into physical lines here and each line is read on its own: lines whose quotes
  * wrap whole fields by a plain split that gives what csv-parse gives them (splitPlain), the others by csv-parse. Feeding the
  * whole stream to one csv-parse stream instead lets a single stray quote open a field that swallows the
  * following lines (tried: `b.json "CA_2 2.2` ate the next three rows and came out as one "valid" row).
@@ -184,22 +184,45 @@ function createLineSplitter(maxLineLength: number, maxRawLength: number, sink: L
   };
 }
 
+/**
+ * A non-ASCII character splitPlain leaves to csv-parse: Unicode whitespace (which both trims remove, csv-parse
+ * by its bytes) and UTF-16 surrogates (csv-parse reads the line as UTF-8 bytes, where a lone one becomes
+ * U+FFFD). Any other character is an ordinary one to both.
+ */
+function needsCsvParse(code: number): boolean {
+  return (
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff ||
+    (code >= 0xd800 && code <= 0xdfff)
+  );
+}
+
 /** ASCII whitespace: what String.prototype.trim and csv-parse's trim both remove, within ASCII. */
 function isAsciiSpace(code: number): boolean {
   return code === 32 || (code >= 9 && code <= 13);
 }
 
 /**
- * The fields of an ASCII line, split exactly as csv-parse splits it in tokenize (the line trimmed; with spaces,
+ * The fields of a line, split exactly as csv-parse splits it in tokenize (the line trimmed; with spaces,
  * runs of spaces are one separator and empty fields dropped; around commas and tabs, padding trimmed; a field
  * wholly in double quotes keeps what is inside them, delimiters included). Undefined for any other line, which
- * goes through csv-parse: a doubled or stray quote, a quote left open, and the non-ASCII whitespace that
- * csv-parse's and JavaScript's trims do not agree on are its business. Checked against csv-parse on random
+ * goes through csv-parse: a doubled or stray quote, a quote left open, Unicode whitespace and surrogates
+ * (needsCsvParse) are its business. Checked against csv-parse on random
  * lines of these characters; the property tests hold both paths to the same results.
  */
 function splitPlain(text: string, delimiter: PredictionDelimiter): string[] | undefined {
   let end = text.length;
-  for (let i = 0; i < end; i++) if (text.charCodeAt(i) > 126) return undefined;
+  for (let i = 0; i < end; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 126 && needsCsvParse(code)) return undefined;
+  }
   let p = 0;
   while (p < end && isAsciiSpace(text.charCodeAt(p))) p++;
   while (end > p && isAsciiSpace(text.charCodeAt(end - 1))) end--;
