@@ -187,4 +187,34 @@ describe("createOffsetTracker", () => {
     expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: (offset + 1n).toString() }]);
     expect(tracker.inFlight()).toBe(0);
   });
+
+  it("keeps offsets exact across chunks and gaps beyond 2^53, given as strings or BigInts", () => {
+    const tracker = createOffsetTracker();
+    // 10,000 contiguous offsets (several chunks), then one 2^60 further on, then contiguous again.
+    const far = 2n ** 60n;
+    const offsets = [
+      ...Array.from({ length: 10_000 }, (_, i) => BigInt(i)),
+      far,
+      ...Array.from({ length: 5 }, (_, i) => far + 1n + BigInt(i)),
+    ];
+    offsets.forEach((o, i) => {
+      expect(tracker.track(T, 0, i % 2 === 0 ? o : o.toString())).toBe(true);
+    });
+    expect(tracker.track(T, 0, far - 1n)).toBe(false); // below what was seen
+    // Everything but offset 9,999 and far + 2 completes, in reverse order.
+    for (const o of [...offsets].reverse()) {
+      if (o === 9_999n || o === far + 2n) continue;
+      expect(tracker.complete(T, 0, o)).toBe(true);
+    }
+    expect(tracker.complete(T, 0, far + 7n)).toBe(false); // never tracked
+    expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: "9999" }]);
+    expect(tracker.complete(T, 0, "9999")).toBe(true);
+    expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: String(far + 2n) }]);
+    expect(tracker.complete(T, 0, 5n)).toBe(false); // released long ago
+    expect(tracker.complete(T, 0, far + 2n)).toBe(true);
+    expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: String(far + 6n) }]);
+    expect(tracker.inFlight()).toBe(0);
+    expect(() => tracker.track(T, 0, -1n)).toThrow(RangeError);
+    expect(() => tracker.track(T, 0, 2n ** 63n)).toThrow(RangeError);
+  });
 });
