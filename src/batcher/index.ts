@@ -1,6 +1,20 @@
 export { type Batcher, type BatcherOptions, createBatcher, type TimerHandle } from "./batcher.ts";
-export { type BatchFilePlan, planBatchFiles, serializeBatchFile } from "./files.ts";
-export { memberAt, packMembers, sourceAt, storeIdAt, unpackMembers } from "./members.ts";
+export {
+  type BatchFilePlan,
+  planBatchFiles,
+  planBatchFilesStepwise,
+  runSteps,
+  serializeBatchFile,
+  serializeBatchFileSlices,
+} from "./files.ts";
+export {
+  memberAt,
+  packMembers,
+  packMembersStepwise,
+  sourceAt,
+  storeIdAt,
+  unpackMembers,
+} from "./members.ts";
 export {
   type BatchPolicy,
   type BatchPolicyOptions,

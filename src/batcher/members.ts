@@ -6,6 +6,17 @@ import type { BatchMember, BatchMembers, SourceRef } from "../types.ts";
  * its objects (BatchMember, SourceRef, the offset string) are made only when one is needed, for a dead letter.
  */
 export function packMembers(list: readonly BatchMember[]): BatchMembers {
+  for (const steps = packMembersStepwise(list, Number.POSITIVE_INFINITY); ; ) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+  }
+}
+
+/** packMembers a slice of `sliceSize` members at a time, yielding between slices (see planBatchFilesStepwise). */
+export function* packMembersStepwise(
+  list: readonly BatchMember[],
+  sliceSize: number,
+): Generator<void, BatchMembers> {
   const length = list.length;
   const partitions = new Int32Array(length);
   const offsets = new BigInt64Array(length);
@@ -15,6 +26,7 @@ export function packMembers(list: readonly BatchMember[]): BatchMembers {
   const storeIndex = new Map<string, number>();
   const topic = list[0]?.source.topic ?? "";
   for (let i = 0; i < length; i++) {
+    if (i > 0 && i % sliceSize === 0) yield;
     const { source, storeId } = list[i] as BatchMember;
     if (source.topic !== topic) {
       throw new RangeError(`a batch holds events of one topic, got ${topic} and ${source.topic}`);

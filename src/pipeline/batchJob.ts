@@ -8,7 +8,12 @@ import type { EndpointClient } from "../azure/endpointClient.ts";
 import { EndpointError } from "../azure/errors.ts";
 import type { JobOutcome, JobPoller } from "../azure/jobPoller.ts";
 import type { ApiFlavor } from "../azure/settings.ts";
-import { packMembers, planBatchFiles, serializeBatchFile } from "../batcher/index.ts";
+import {
+  packMembers,
+  packMembersStepwise,
+  planBatchFilesStepwise,
+  serializeBatchFileSlices,
+} from "../batcher/index.ts";
 import { createBatchMatcher } from "../results/matchPredictions.ts";
 import { parsePredictionChunks } from "../results/parsePredictions.ts";
 import type { RetryPolicy } from "../retry.ts";
@@ -133,6 +138,58 @@ interface Manifest {
   }>;
 }
 
+/** Events laid out (planned, serialised, packed, written to the manifest) between two turns of the event loop. */
+const EVENTS_PER_TURN = 16_384;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Drives a stepwise generator (src/batcher/files.ts), giving the event loop a turn at each of its steps. */
+async function stepwise<T>(steps: Generator<void, T>): Promise<T> {
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+    await nextTurn();
+  }
+}
+
+/**
+ * The manifest's JSON (the Manifest shape, as JSON.stringify would write it), EVENTS_PER_TURN members at a
+ * time: a million-event batch's manifest is tens of MiB.
+ */
+function* manifestText(
+  batchId: string,
+  topic: string,
+  folderUri: string,
+  files: readonly UploadedFile[],
+  members: readonly BatchMember[],
+): Generator<void, Buffer> {
+  const json = JSON.stringify;
+  const head = `{"v":1,"batchId":${json(batchId)},"topic":${json(topic)},"folderUri":${json(folderUri)}`;
+  const parts: string[] = [`${head},"files":[`];
+  let sinceTurn = 0;
+  for (let f = 0; f < files.length; f++) {
+    const file = files[f] as UploadedFile;
+    const open = `{"fileName":${json(file.fileName)},"blobPath":${json(file.blobPath)},"members":[`;
+    parts.push(f > 0 ? `,${open}` : open);
+    const indexes = file.memberIndexes;
+    let slice: string[] = [];
+    for (let k = 0; k < indexes.length; k++) {
+      const { source, storeId } = members[indexes[k] as number] as BatchMember;
+      const tuple = `[${source.partition},${json(source.offset)},${json(source.timestampMs)},${json(storeId)}]`;
+      slice.push(k > 0 ? `,${tuple}` : tuple);
+      if (++sinceTurn === EVENTS_PER_TURN) {
+        parts.push(slice.join(""));
+        slice = [];
+        sinceTurn = 0;
+        yield;
+      }
+    }
+    parts.push(slice.join(""), "]}");
+  }
+  parts.push("]}");
+  return Buffer.from(parts.join(""), "utf8");
+}
+
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -254,11 +311,20 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
 
   return {
     async upload(sealed, call = {}) {
-      const plan = planBatchFiles(sealed.batchId, sealed.members);
-      const bodies = plan.map((file) => ({
-        fileName: file.fileName,
-        body: serializeBatchFile(sealed.rows, file, sealed.rowJson),
-      }));
+      // A batch may hold up to a million events: it is laid out a slice at a time, with turns in between.
+      const plan = await stepwise(planBatchFilesStepwise(sealed.batchId, sealed.members, EVENTS_PER_TURN));
+      const bodies: Array<{ fileName: string; body: Buffer }> = [];
+      for (const file of plan) {
+        const pieces: Buffer[] = [];
+        for (const piece of serializeBatchFileSlices(sealed.rows, file, EVENTS_PER_TURN, sealed.rowJson)) {
+          pieces.push(piece);
+          await nextTurn();
+        }
+        bodies.push({
+          fileName: file.fileName,
+          body: pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces),
+        });
+      }
       const uploadStarted = Date.now();
       const uploaded = await blobStep("upload", sealed.batchId, call, (abortSignal) =>
         store.uploadBatch(sealed.batchId, bodies, { abortSignal }),
@@ -272,33 +338,17 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
         folderUri: uploaded.folderUri,
       });
       // From here on only the columns are kept (invariant 8): no object per event.
-      const members = packMembers(sealed.members);
+      const members = await stepwise(packMembersStepwise(sealed.members, EVENTS_PER_TURN));
       const files: UploadedFile[] = plan.map((file, i) => ({
         fileName: file.fileName,
         blobPath: uploaded.blobPaths[i] as string,
         memberIndexes: Uint32Array.from(file.memberIndexes),
       }));
-      const manifest: Manifest = {
-        v: 1,
-        batchId: sealed.batchId,
-        topic: members.topic,
-        folderUri: uploaded.folderUri,
-        files: files.map((file) => ({
-          fileName: file.fileName,
-          blobPath: file.blobPath,
-          members: Array.from(file.memberIndexes, (m) => {
-            const source = sealed.members[m] as BatchMember;
-            return [
-              source.source.partition,
-              source.source.offset,
-              source.source.timestampMs,
-              source.storeId,
-            ] as const;
-          }),
-        })),
-      };
+      const manifest = await stepwise(
+        manifestText(sealed.batchId, members.topic, uploaded.folderUri, files, sealed.members),
+      );
       const manifestPath = await blobStep("upload manifest", sealed.batchId, call, (abortSignal) =>
-        store.writeManifest(sealed.batchId, Buffer.from(JSON.stringify(manifest)), { abortSignal }),
+        store.writeManifest(sealed.batchId, manifest, { abortSignal }),
       );
       return { batchId: sealed.batchId, members, files, folderUri: uploaded.folderUri, manifestPath };
     },

@@ -316,6 +316,36 @@ describe("createBatchJobRunner", () => {
       });
     });
 
+    it("lays out a batch larger than one slice (files, manifest) the same: every event restored, every file's rows its events", async () => {
+      const stores = Array.from({ length: 40_000 }, (_, i) => `S_${i % 3}`);
+      const sealed = sealedBatch(stores);
+      const { runner, store } = setup();
+      const uploaded = await runner.upload(sealed);
+      const files = store.uploads[0]?.files ?? [];
+      expect(files.map((f) => f.rows.length)).toEqual(
+        Array.from({ length: files.length }, (_, k) => (k < 13_333 ? 3 : 1)),
+      );
+      expect(files.flatMap((f) => f.rows.map((r) => r.store_id)).sort()).toEqual([...stores].sort());
+      const restored = await runner.restore(uploaded.manifestPath);
+      if (restored === undefined) throw new Error("manifest not found");
+      const eventsOfFiles = (batch: typeof uploaded) => {
+        const all = unpackMembers(batch.members);
+        return batch.files.map((file) => Array.from(file.memberIndexes, (i) => all[i]));
+      };
+      expect(eventsOfFiles(restored)).toEqual(eventsOfFiles(uploaded));
+      expect(restored.members.length).toBe(40_000);
+
+      // Distinct stores: one file of 40,000 rows, written in slices, the same JSON.
+      const distinct = sealedBatch(
+        Array.from({ length: 40_000 }, (_, i) => `D_${i}`),
+        "b-distinct",
+      );
+      const one = setup();
+      await one.runner.upload(distinct);
+      expect(one.store.uploads[0]?.files.map((f) => f.rows)).toEqual([distinct.rows]);
+      expect(one.store.uploads[0]?.files[0]?.bytes).toBe(JSON.stringify(distinct.rows).length);
+    });
+
     it("makes one file of a batch of distinct stores", async () => {
       const sealed = sealedBatch(["A", "B", "C"]);
       const { runner, store } = setup();
