@@ -328,6 +328,15 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     state.held = state.held.filter((h) => !(h.done && tombstones.includes(h.key)));
   };
 
+  /** Completes every offset in the ranges (a batch's offsets of the partition). */
+  const completeRanges = (state: PartitionState, ranges: OffsetRanges) => {
+    for (const [from, to] of ranges) {
+      for (let offset = BigInt(from), last = BigInt(to); offset <= last; offset++) {
+        tracker.complete(inputTopic, state.partition, offset);
+      }
+    }
+  };
+
   const completeOffsets = (state: PartitionState, offsets: Iterable<string | bigint>) => {
     for (const offset of offsets) tracker.complete(inputTopic, state.partition, offset);
   };
@@ -373,10 +382,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
   };
 
   /**
-   * The batch's offsets per partition, and their ranges: worked out once per batch (its intent, submission
-   * and outcomes all need them), kept only as long as the batch itself.
+   * The batch's offsets per partition, as ranges (exactly its offsets: toRanges joins only consecutive ones):
+   * worked out once per batch (its intent, submission and outcomes all need them), kept only as long as the
+   * batch itself, and compact (no list of offsets per event is kept).
    */
-  const partsCache = new WeakMap<UploadedBatch, Map<number, { offsets: bigint[]; ranges: OffsetRanges }>>();
+  const partsCache = new WeakMap<UploadedBatch, Map<number, OffsetRanges>>();
   const partsOf = (run: BatchRun) => {
     const cached = partsCache.get(run.batch);
     if (cached) return cached;
@@ -389,7 +399,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       if (list) list.push(offset);
       else offsetsBy.set(partition, [offset]);
     }
-    const parts = new Map([...offsetsBy].map(([p, list]) => [p, { offsets: list, ranges: toRanges(list) }]));
+    const parts = new Map([...offsetsBy].map(([p, list]) => [p, toRanges(list)]));
     partsCache.set(run.batch, parts);
     return parts;
   };
@@ -540,12 +550,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       await Promise.all(
         [...run.parts].map(async ([partition, epoch]) => {
           const state = current(partition, epoch);
-          const part = offsetsBy.get(partition);
-          if (!state || !part) return;
+          const ranges = offsetsBy.get(partition);
+          if (!state || !ranges) return;
           const entry: LedgerEntry = {
             batchId: run.batch.batchId,
             state: progress.state,
-            ranges: part.ranges,
+            ranges,
             attempt: progress.attempt,
             repeatabilityId: progress.repeatabilityId,
             ...(progress.jobId ? { jobId: progress.jobId } : {}),
@@ -669,9 +679,8 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       await Promise.all(
         [...run.parts].map(async ([partition, epoch]) => {
           const state = current(partition, epoch);
-          const part = offsetsBy.get(partition);
-          if (!state || !part) return;
-          const { offsets, ranges } = part;
+          const ranges = offsetsBy.get(partition);
+          if (!state || !ranges) return;
           const mine = predictionsBy.get(partition) ?? { messages: [], timestamps: [] };
           const myLetters = letters.filter((l) => l.source.partition === partition);
           // A synchronous encoder's buffers are taken as they are; an asynchronous one's are awaited.
@@ -684,7 +693,7 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             state,
             `outcomes of batch ${batch.batchId}`,
             () => {
-              completeOffsets(state, offsets);
+              completeRanges(state, ranges);
               const held = state.held.find((h) => h.key === batch.batchId);
               if (held) held.done = true;
               const { offset, tombstones } = offsetAndTombstones(state);
