@@ -35,16 +35,16 @@ export interface OffsetTracker {
 }
 
 /**
- * Offsets are kept in chunks of typed arrays, about 9 bytes each (docs/architecture.md, invariant 8 holds the
+ * Offsets are kept in chunks of typed arrays, about 5 bytes each (docs/architecture.md, invariant 8 holds the
  * rest of what an event in flight costs): a chunk has a BigInt base (its first offset) and each offset's
- * distance from it as a double, exact as long as it is below 2^53; an offset further away starts a new
- * chunk. Chunks are dropped whole as the commit point passes them.
+ * distance from it as a 32-bit integer; an offset 2^32 or more past the base starts a new chunk. Chunks are
+ * dropped whole as the commit point passes them.
  */
 const CHUNK_ENTRIES = 4096;
 
 interface Chunk {
   readonly base: bigint;
-  readonly deltas: Float64Array;
+  readonly deltas: Uint32Array;
   readonly done: Uint8Array;
   length: number;
   /** Entries before this are complete and released. */
@@ -64,7 +64,7 @@ interface PartitionState {
 }
 
 const INT64_MAX = (1n << 63n) - 1n;
-const MAX_DELTA = BigInt(Number.MAX_SAFE_INTEGER);
+const MAX_DELTA = 0xffff_ffffn;
 
 /** An offset as kafkajs gives it (int64 decimal string), or undefined when it is not one. */
 export function parseOffset(offset: string | bigint): bigint | undefined {
@@ -77,7 +77,7 @@ export function parseOffset(offset: string | bigint): bigint | undefined {
 function newChunk(base: bigint): Chunk {
   return {
     base,
-    deltas: new Float64Array(CHUNK_ENTRIES),
+    deltas: new Uint32Array(CHUNK_ENTRIES),
     done: new Uint8Array(CHUNK_ENTRIES),
     length: 0,
     head: 0,

@@ -217,4 +217,16 @@ describe("createOffsetTracker", () => {
     expect(() => tracker.track(T, 0, -1n)).toThrow(RangeError);
     expect(() => tracker.track(T, 0, 2n ** 63n)).toThrow(RangeError);
   });
+
+  it("keeps offsets exact around a chunk's 32-bit reach", () => {
+    const tracker = createOffsetTracker();
+    const edge = 2n ** 32n;
+    const offsets = [7n, 7n + edge - 1n, 7n + edge, 7n + edge + 1n, 7n + 2n * edge];
+    for (const o of offsets) expect(tracker.track(T, 0, o)).toBe(true);
+    for (const o of [...offsets].reverse().slice(0, 4)) expect(tracker.complete(T, 0, o)).toBe(true);
+    expect(tracker.complete(T, 0, 7n + edge - 2n)).toBe(false); // never tracked
+    expect(tracker.committable()).toEqual([]);
+    expect(tracker.complete(T, 0, 7n)).toBe(true);
+    expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: String(7n + 2n * edge + 1n) }]);
+  });
 });
