@@ -328,13 +328,10 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     state.held = state.held.filter((h) => !(h.done && tombstones.includes(h.key)));
   };
 
-  /** Completes every offset in the ranges (a batch's offsets of the partition). */
+  /** Completes every offset in the ranges (a batch's offsets of the partition), a range at a time. */
   const completeRanges = (state: PartitionState, ranges: OffsetRanges) => {
-    for (const [from, to] of ranges) {
-      for (let offset = BigInt(from), last = BigInt(to); offset <= last; offset++) {
-        tracker.complete(inputTopic, state.partition, offset);
-      }
-    }
+    for (const [from, to] of ranges)
+      tracker.completeRange(inputTopic, state.partition, BigInt(from), BigInt(to));
   };
 
   const completeOffsets = (state: PartitionState, offsets: Iterable<string | bigint>) => {

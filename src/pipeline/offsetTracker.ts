@@ -23,6 +23,12 @@ export interface OffsetTracker {
    * is unknown, already complete, malformed, or on a revoked partition.
    */
   complete(topic: string, partition: number, offset: string | bigint): boolean;
+  /**
+   * Completes every tracked offset from `from` to `to` (both included; offsets in between that were never
+   * tracked are skipped, as gaps are). A batch's offsets as ranges, in one walk rather than one search each.
+   * Returns how many were completed.
+   */
+  completeRange(topic: string, partition: number, from: bigint, to: bigint): number;
   /** For each partition whose commit point moved since markCommitted: the offset to commit (last complete + 1). */
   committable(): TopicPartitionOffset[];
   /** Records what the coordinator committed, so committable() stops offering it. */
@@ -84,20 +90,36 @@ function newChunk(base: bigint): Chunk {
   };
 }
 
-/** The chunk that would hold `value`: the last one whose base is not above it. */
-function chunkFor(chunks: readonly Chunk[], value: bigint): Chunk | undefined {
+/** The index of the chunk that would hold `value`: the last one whose base is not above it, or -1. */
+function chunkIndexFor(chunks: readonly Chunk[], value: bigint): number {
   let lo = 0;
   let hi = chunks.length - 1;
-  let found: Chunk | undefined;
+  let found = -1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    const chunk = chunks[mid] as Chunk;
-    if (chunk.base <= value) {
-      found = chunk;
+    if ((chunks[mid] as Chunk).base <= value) {
+      found = mid;
       lo = mid + 1;
     } else hi = mid - 1;
   }
   return found;
+}
+
+function chunkFor(chunks: readonly Chunk[], value: bigint): Chunk | undefined {
+  return chunks[chunkIndexFor(chunks, value)];
+}
+
+/** The first index whose distance is at least `delta`. */
+function lowerBound(chunk: Chunk, delta: number): number {
+  let lo = 0;
+  let hi = chunk.length;
+  const deltas = chunk.deltas;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((deltas[mid] as number) < delta) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** The index of `delta` in the chunk's ascending deltas, or -1. */
@@ -194,6 +216,35 @@ export function createOffsetTracker(): OffsetTracker {
       release(state);
       return true;
     },
+    completeRange(topic: string, partition: number, from: bigint, to: bigint): number {
+      const state = stateOf(topic, partition);
+      if (state === undefined || to < from) return 0;
+      const chunks = state.chunks;
+      let count = 0;
+      for (let c = Math.max(0, chunkIndexFor(chunks, from)); c < chunks.length; c++) {
+        const chunk = chunks[c] as Chunk;
+        if (chunk.base > to) break;
+        const start = from > chunk.base ? from - chunk.base : 0n;
+        if (start > MAX_DELTA) continue;
+        const end = to - chunk.base;
+        const last = end > MAX_DELTA ? Number.POSITIVE_INFINITY : Number(end);
+        const { deltas, done } = chunk;
+        for (let i = Math.max(chunk.head, lowerBound(chunk, Number(start))); i < chunk.length; i++) {
+          if ((deltas[i] as number) > last) break;
+          if (done[i] === 0) {
+            done[i] = 1;
+            count += 1;
+          }
+        }
+      }
+      if (count > 0) {
+        state.inFlight -= count;
+        totalInFlight -= count;
+        release(state);
+      }
+      return count;
+    },
+
     committable(): TopicPartitionOffset[] {
       const out: TopicPartitionOffset[] = [];
       for (const [topic, partitions] of topics) {

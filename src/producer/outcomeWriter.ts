@@ -11,7 +11,7 @@
  *   between publishes those outcomes again.
  */
 import type { Kafka, Message, Producer } from "kafkajs";
-import { chunked, MAX_REQUEST_BYTES } from "./publisher.ts";
+import { chunksOf, MAX_REQUEST_BYTES } from "./publisher.ts";
 
 export interface TopicMessages {
   readonly topic: string;
@@ -54,7 +54,7 @@ async function sendChunks(
   topicMessages: readonly TopicMessages[],
 ): Promise<void> {
   // Several requests when needed: one request must stay under the broker's message.max.bytes.
-  for (const chunk of chunked(topicMessages, MAX_REQUEST_BYTES)) await send(chunk);
+  for (const chunk of chunksOf(topicMessages, MAX_REQUEST_BYTES)) await send(chunk);
 }
 
 export interface TransactionalWriterOptions {

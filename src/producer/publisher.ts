@@ -28,8 +28,10 @@ export const MAX_REQUEST_BYTES = 512 * 1024;
 
 export function messageBytes(message: Message): number {
   let size = (message.key?.length ?? 0) + (message.value?.length ?? 0) + 64;
-  for (const [name, value] of Object.entries(message.headers ?? {}))
-    size += name.length + String(value).length;
+  const headers = message.headers;
+  if (headers !== undefined) {
+    for (const name in headers) size += name.length + String(headers[name]).length;
+  }
   return size;
 }
 
@@ -38,14 +40,24 @@ export function chunked(
   topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>,
   maxBytes: number,
 ): Array<Array<{ topic: string; messages: Message[] }>> {
-  const chunks: Array<Array<{ topic: string; messages: Message[] }>> = [];
+  return [...chunksOf(topicMessages, maxBytes)];
+}
+
+/**
+ * chunked, one group at a time: a sender that awaits each request before asking for the next group never
+ * splits a million records in one go (the event loop gets its turns while each request is in flight).
+ */
+export function* chunksOf(
+  topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>,
+  maxBytes: number,
+): Generator<Array<{ topic: string; messages: Message[] }>> {
   let current: Array<{ topic: string; messages: Message[] }> = [];
   let bytes = 0;
   for (const { topic, messages } of topicMessages) {
     for (const message of messages) {
       const size = messageBytes(message);
       if (bytes + size > maxBytes && bytes > 0) {
-        chunks.push(current);
+        yield current;
         current = [];
         bytes = 0;
       }
@@ -55,8 +67,7 @@ export function chunked(
       bytes += size;
     }
   }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+  if (current.length > 0) yield current;
 }
 
 /**
@@ -120,7 +131,7 @@ export function createPublisher(options: PublisherOptions): Publisher {
         try {
           // Several requests when needed: one request per partition batch must stay under the broker's
           // message.max.bytes (1 MiB by default), whatever a fetch of invalid events added up to.
-          for (const chunk of chunked(
+          for (const chunk of chunksOf(
             group.flatMap((p) => p.topicMessages),
             MAX_REQUEST_BYTES,
           )) {

@@ -229,4 +229,36 @@ describe("createOffsetTracker", () => {
     expect(tracker.complete(T, 0, 7n)).toBe(true);
     expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: String(7n + 2n * edge + 1n) }]);
   });
+
+  it("completes a range as completing each of its tracked offsets would, gaps and chunk ends included", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed / 2_147_483_648;
+    };
+    for (let round = 0; round < 30; round++) {
+      const one = createOffsetTracker();
+      const bulk = createOffsetTracker();
+      const tracked: bigint[] = [];
+      let offset = BigInt(Math.floor(random() * 100));
+      for (let i = 0; i < 9_000; i++) {
+        // Mostly consecutive, sometimes a gap, once in a while one past a chunk's 32-bit reach.
+        offset += random() < 0.9 ? 1n : random() < 0.98 ? BigInt(2 + Math.floor(random() * 50)) : 2n ** 33n;
+        tracked.push(offset);
+        one.track(T, 0, offset);
+        bulk.track(T, 0, offset);
+      }
+      const last = tracked[tracked.length - 1] as bigint;
+      for (let r = 0; r < 40; r++) {
+        const a = tracked[Math.floor(random() * tracked.length)] as bigint;
+        const from = a - BigInt(Math.floor(random() * 3));
+        const to = random() < 0.1 ? last + 5n : from + BigInt(Math.floor(random() * 600));
+        const expected = tracked.filter((o) => o >= from && o <= to && one.complete(T, 0, o)).length;
+        expect(bulk.completeRange(T, 0, from, to)).toBe(expected);
+        expect(bulk.inFlight()).toBe(one.inFlight());
+        expect(bulk.committable()).toEqual(one.committable());
+      }
+    }
+    expect(createOffsetTracker().completeRange(T, 0, 1n, 5n)).toBe(0);
+  });
 });
