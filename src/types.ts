@@ -24,6 +24,8 @@ export interface FeatureEvent {
   readonly row: FeatureRow;
   /** Size of the row once serialised into the batch file, in bytes (drives the byte trigger). */
   readonly sizeBytes: number;
+  /** The row as serialised into the batch file (serializeRow), when the size was taken from it: not stringified again. */
+  readonly json?: string;
 }
 
 /** Why a batch was sealed. Bounded set: it is a metric label. */
@@ -36,10 +38,29 @@ export interface TopicPartitionOffset {
   readonly offset: string;
 }
 
-/** What is kept of an event once its features are in the blob (docs/architecture.md, invariant 8). */
+/** An event of a batch as an object: its source and its store id (docs/architecture.md, invariant 8). */
 export interface BatchMember {
   readonly source: SourceRef;
   readonly storeId: string;
+}
+
+/**
+ * What is kept of a batch's events once their features are in the blob (docs/architecture.md, invariant 8),
+ * column by column rather than an object per event: per event (its member index) its partition, offset,
+ * Kafka timestamp and store, the store ids interned. About 24 bytes an event. Built and read through
+ * src/batcher/members.ts. Members of a partition are in offset order.
+ */
+export interface BatchMembers {
+  /** The input topic: one per connector, so once per batch. */
+  readonly topic: string;
+  readonly length: number;
+  readonly partitions: Int32Array;
+  readonly offsets: BigInt64Array;
+  readonly timestampsMs: Float64Array;
+  /** Per event, its store id's index in storeIds. */
+  readonly storeIndexes: Uint32Array;
+  /** Each store id of the batch once. */
+  readonly storeIds: readonly string[];
 }
 
 /** A sealed batch: the unit uploaded as one file and scored by one job. */
@@ -47,6 +68,8 @@ export interface SealedBatch {
   /** Unique per batch; also the stem of its input files' names, so predictions can never match another batch. */
   readonly batchId: string;
   readonly rows: readonly FeatureRow[];
+  /** The rows as serialised (serializeRow), in the same order, when every event came with its json. */
+  readonly rowJson?: readonly string[];
   readonly members: readonly BatchMember[];
   readonly trigger: FlushTrigger;
   readonly sizeBytes: number;
@@ -60,9 +83,11 @@ export interface BatchFile {
   readonly members: readonly BatchMember[];
 }
 
-/** A batch file once uploaded: where it is. */
-export interface UploadedFile extends BatchFile {
+/** A batch file once uploaded: where it is, and which members it holds, in file order (row k is memberIndexes[k]). */
+export interface UploadedFile {
+  readonly fileName: string;
   readonly blobPath: string;
+  readonly memberIndexes: Uint32Array;
 }
 
 /**
@@ -71,7 +96,7 @@ export interface UploadedFile extends BatchFile {
  */
 export interface UploadedBatch {
   readonly batchId: string;
-  readonly members: readonly BatchMember[];
+  readonly members: BatchMembers;
   readonly files: readonly UploadedFile[];
   /** https URI of the batch's own blob folder: the job's input. */
   readonly folderUri: string;
@@ -79,9 +104,9 @@ export interface UploadedBatch {
   readonly manifestPath: string;
 }
 
-/** One event's prediction, matched back from predictions.csv. */
+/** One event's prediction, matched back from predictions.csv: the event by its index in the batch's members. */
 export interface MatchedMember {
-  readonly member: BatchMember;
+  readonly memberIndex: number;
   readonly fileName: string;
   readonly prediction: number;
 }
@@ -94,7 +119,7 @@ export type BatchResult =
       readonly jobId: string;
       readonly predictions: readonly MatchedMember[];
       /** Events the job wrote no prediction for: they become missing_prediction dead letters. */
-      readonly missing: ReadonlyArray<{ readonly member: BatchMember; readonly fileName: string }>;
+      readonly missing: ReadonlyArray<{ readonly memberIndex: number; readonly fileName: string }>;
       readonly predictedAt: Date;
     }
   | {

@@ -1,5 +1,20 @@
 export { type Batcher, type BatcherOptions, createBatcher, type TimerHandle } from "./batcher.ts";
-export { type BatchFilePlan, planBatchFiles, serializeBatchFile } from "./files.ts";
+export {
+  type BatchFilePlan,
+  planBatchFiles,
+  planBatchFilesStepwise,
+  runSteps,
+  serializeBatchFile,
+  serializeBatchFileSlices,
+} from "./files.ts";
+export {
+  memberAt,
+  packMembers,
+  packMembersStepwise,
+  sourceAt,
+  storeIdAt,
+  unpackMembers,
+} from "./members.ts";
 export {
   type BatchPolicy,
   type BatchPolicyOptions,
@@ -7,6 +22,8 @@ export {
   batchSizeBytes,
   createBatchPolicy,
   EMPTY_BATCH,
+  joinSerializedRows,
   rowSizeBytes,
   serializeBatch,
+  serializeRow,
 } from "./policy.ts";

@@ -79,13 +79,13 @@ export function createBatchPolicy(options: BatchPolicyOptions): BatchPolicy {
  * The row exactly as it is written into the batch file: only the two columns the endpoint reads, in a
  * fixed key order, so that the size the consumer measures is the size the file gets.
  */
-function rowJson(row: FeatureRow): string {
+export function serializeRow(row: FeatureRow): string {
   return JSON.stringify({ store_id: row.store_id, features: row.features });
 }
 
 /** Bytes a row takes in the batch file, without the array framing. The consumer stores it as FeatureEvent.sizeBytes. */
 export function rowSizeBytes(row: FeatureRow): number {
-  return Buffer.byteLength(rowJson(row), "utf8");
+  return Buffer.byteLength(serializeRow(row), "utf8");
 }
 
 /** Bytes of a batch file holding `records` rows whose rowSizeBytes sum to `rowBytes`: `[` + rows + commas + `]`. */
@@ -98,5 +98,10 @@ export function batchSizeBytes(records: number, rowBytes: number): number {
  * batchSizeBytes(rows.length, sum of rowSizeBytes), which is what the byte trigger counted.
  */
 export function serializeBatch(rows: readonly FeatureRow[]): Buffer {
-  return Buffer.from(`[${rows.map(rowJson).join(",")}]`, "utf8");
+  return Buffer.from(`[${rows.map(serializeRow).join(",")}]`, "utf8");
+}
+
+/** The batch file from rows already serialised (serializeRow), each stringified once for its size and its file. */
+export function joinSerializedRows(rows: readonly string[]): Buffer {
+  return Buffer.from(`[${rows.join(",")}]`, "utf8");
 }

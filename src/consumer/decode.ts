@@ -71,6 +71,11 @@ export interface EventDecoder {
    * RegistryUnavailableError; every problem of the event itself is a Validation with its reason.
    */
   decode(value: Buffer | null): Promise<Validation>;
+  /**
+   * The same, without a promise, for an event that needs no registry (JSON, or too large to decode):
+   * undefined for one that does, which goes through decode. Optional: a decoder without it is always awaited.
+   */
+  decodeSync?(value: Buffer | null): Validation | undefined;
 }
 
 /**
@@ -114,10 +119,18 @@ export function createEventDecoder(options: {
     };
   }
 
+  const needsRegistry = (value: Buffer | null): value is Buffer =>
+    value !== null &&
+    value.length >= 5 &&
+    value[CONFLUENT_MAGIC_BYTE] === 0 &&
+    value.length <= options.maxMessageBytes;
+
   return {
+    decodeSync(value) {
+      return needsRegistry(value) ? undefined : options.validator.validateBytes(value);
+    },
     async decode(value) {
-      const isAvro = value !== null && value.length >= 5 && value[CONFLUENT_MAGIC_BYTE] === 0;
-      if (!isAvro || value.length > options.maxMessageBytes) return options.validator.validateBytes(value);
+      if (!needsRegistry(value)) return options.validator.validateBytes(value);
       const schemaId = value.readInt32BE(1);
       const registryDeadline = deadline(options.registryTimeoutMs ?? 5000);
       let decoded: unknown;

@@ -7,7 +7,7 @@ export interface InputMessage {
   readonly source: SourceRef;
   readonly key: Buffer | null;
   readonly value: Buffer | null;
-  readonly headers?: IHeaders;
+  readonly headers?: IHeaders | undefined;
 }
 
 export interface InputConsumerOptions extends ConsumerSettings {
@@ -115,6 +115,39 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
     joined = false;
   });
 
+  /**
+   * Commits asked for while one is in flight wait for it and then go together, in one commitOffsets: the
+   * writes of several partitions finishing at once share a request instead of queueing one each. Each
+   * caller is answered for its own entries: rejected if the group rebalanced during the shared commit.
+   */
+  interface PendingCommit {
+    readonly entries: readonly TopicPartitionOffset[];
+    readonly resolve: () => void;
+    readonly reject: (error: unknown) => void;
+  }
+  let pendingCommits: PendingCommit[] = [];
+  let committing = false;
+  const drainCommits = async () => {
+    committing = true;
+    try {
+      while (pendingCommits.length > 0) {
+        const group = pendingCommits;
+        pendingCommits = [];
+        try {
+          if (!joined) throw new Error("not a member of the group right now");
+          const generation = joins;
+          await consumer.commitOffsets(group.flatMap((p) => p.entries.map((e) => ({ ...e }))));
+          if (!joined || joins !== generation) throw new Error("the group rebalanced during the commit");
+          for (const p of group) p.resolve();
+        } catch (error) {
+          for (const p of group) p.reject(error);
+        }
+      }
+    } finally {
+      committing = false;
+    }
+  };
+
   return {
     async start(given) {
       handlers = given;
@@ -124,6 +157,9 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
         autoCommit: false,
         eachBatchAutoResolve: false,
         eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+          // A batch fetched before a rebalance moved its partition away: not ours to track or commit.
+          // Checked before anything is built for its messages.
+          if (!isRunning() || isStale() || !assigned.includes(batch.partition)) return;
           const messages: InputMessage[] = [];
           for (const message of batch.messages) {
             messages.push({
@@ -135,11 +171,9 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
               },
               key: message.key,
               value: message.value,
-              ...(message.headers ? { headers: message.headers } : {}),
+              headers: message.headers,
             });
           }
-          // A batch fetched before a rebalance moved its partition away: not ours to track or commit.
-          if (!isRunning() || isStale() || !assigned.includes(batch.partition)) return;
           const taken = await given.onMessages(messages);
           const last = batch.messages[taken - 1];
           if (last) resolveOffset(last.offset);
@@ -171,12 +205,13 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
       for (const p of partitions) pausedPartitions.delete(p);
       applyPause();
     },
-    async commit(entries) {
+    commit(entries) {
       // kafkajs silently skips a commit while it rejoins: report it, so the entries are committed later.
-      if (!joined) throw new Error("not a member of the group right now");
-      const generation = joins;
-      await consumer.commitOffsets(entries.map((e) => ({ ...e })));
-      if (!joined || joins !== generation) throw new Error("the group rebalanced during the commit");
+      if (!joined) return Promise.reject(new Error("not a member of the group right now"));
+      return new Promise<void>((resolve, reject) => {
+        pendingCommits.push({ entries, resolve, reject });
+        if (!committing) void drainCommits();
+      });
     },
     isJoined: () => joined,
     assignedPartitions: () => assigned,

@@ -64,8 +64,9 @@ export function decodeLedgerEntry(value: Buffer): LedgerEntry | undefined {
 }
 
 /** Ascending offsets (strings) to inclusive ranges of consecutive offsets. */
-export function toRanges(offsets: readonly string[]): OffsetRanges {
-  const sorted = offsets.map(BigInt).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+export function toRanges(offsets: Iterable<string | bigint>): OffsetRanges {
+  // A typed array sorts numerically and natively; offsets are int64 (src/pipeline/offsetTracker.ts).
+  const sorted = BigInt64Array.from(offsets, (o) => (typeof o === "bigint" ? o : BigInt(o))).sort();
   const ranges: Array<[string, string]> = [];
   let start: bigint | undefined;
   let end: bigint | undefined;

@@ -10,11 +10,16 @@ import type { CancelReason } from "../azure/jobCanceller.ts";
 import { type JobInputOptions, jobInput } from "../azure/jobInput.ts";
 import type { JobOutcome, JobPoller } from "../azure/jobPoller.ts";
 import type { ApiFlavor } from "../azure/settings.ts";
-import { planBatchFiles, serializeBatchFile } from "../batcher/index.ts";
+import {
+  packMembers,
+  packMembersStepwise,
+  planBatchFilesStepwise,
+  serializeBatchFileSlices,
+} from "../batcher/index.ts";
 import { createBatchMatcher } from "../results/matchPredictions.ts";
-import { parsePredictions } from "../results/parsePredictions.ts";
+import { parsePredictionChunks } from "../results/parsePredictions.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { BatchMember, BatchResult, SealedBatch, UploadedBatch } from "../types.ts";
+import type { BatchMember, BatchResult, SealedBatch, UploadedBatch, UploadedFile } from "../types.ts";
 import type { JobSettings } from "./settings.ts";
 
 /** Instrumentation of a batch's life (docs/architecture.md, invariant 7): each step is an event. */
@@ -142,6 +147,58 @@ interface Manifest {
   }>;
 }
 
+/** Events laid out (planned, serialised, packed, written to the manifest) between two turns of the event loop. */
+const EVENTS_PER_TURN = 16_384;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Drives a stepwise generator (src/batcher/files.ts), giving the event loop a turn at each of its steps. */
+async function stepwise<T>(steps: Generator<void, T>): Promise<T> {
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+    await nextTurn();
+  }
+}
+
+/**
+ * The manifest's JSON (the Manifest shape, as JSON.stringify would write it), EVENTS_PER_TURN members at a
+ * time: a million-event batch's manifest is tens of MiB.
+ */
+function* manifestText(
+  batchId: string,
+  topic: string,
+  folderUri: string,
+  files: readonly UploadedFile[],
+  members: readonly BatchMember[],
+): Generator<void, Buffer> {
+  const json = JSON.stringify;
+  const head = `{"v":1,"batchId":${json(batchId)},"topic":${json(topic)},"folderUri":${json(folderUri)}`;
+  const parts: string[] = [`${head},"files":[`];
+  let sinceTurn = 0;
+  for (let f = 0; f < files.length; f++) {
+    const file = files[f] as UploadedFile;
+    const open = `{"fileName":${json(file.fileName)},"blobPath":${json(file.blobPath)},"members":[`;
+    parts.push(f > 0 ? `,${open}` : open);
+    const indexes = file.memberIndexes;
+    let slice: string[] = [];
+    for (let k = 0; k < indexes.length; k++) {
+      const { source, storeId } = members[indexes[k] as number] as BatchMember;
+      const tuple = `[${source.partition},${json(source.offset)},${json(source.timestampMs)},${json(storeId)}]`;
+      slice.push(k > 0 ? `,${tuple}` : tuple);
+      if (++sinceTurn === EVENTS_PER_TURN) {
+        parts.push(slice.join(""));
+        slice = [];
+        sinceTurn = 0;
+        yield;
+      }
+    }
+    parts.push(slice.join(""), "]}");
+  }
+  parts.push("]}");
+  return Buffer.from(parts.join(""), "utf8");
+}
+
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -231,14 +288,16 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
       batch.batchId,
       call,
       async (signal) => {
-        const matcher = createBatchMatcher(batch.files);
+        const matcher = createBatchMatcher(batch.members, batch.files);
         let malformed = 0;
         const stream = await store.openPredictions(outputPath, { abortSignal: signal });
         // A Completed job without output leaves every event without a prediction: all become dead letters.
         if (stream) {
-          for await (const line of parsePredictions(stream)) {
-            if (line.ok) matcher.add(line.row);
-            else malformed++;
+          for await (const lines of parsePredictionChunks(stream)) {
+            for (const line of lines) {
+              if (line.ok) matcher.add(line.row);
+              else malformed++;
+            }
           }
         }
         return { matched: matcher.finish(), malformedRows: malformed };
@@ -266,11 +325,20 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
 
   return {
     async upload(sealed, call = {}) {
-      const plan = planBatchFiles(sealed.batchId, sealed.members);
-      const bodies = plan.map((file) => ({
-        fileName: file.fileName,
-        body: serializeBatchFile(sealed.rows, file),
-      }));
+      // A batch may hold up to a million events: it is laid out a slice at a time, with turns in between.
+      const plan = await stepwise(planBatchFilesStepwise(sealed.batchId, sealed.members, EVENTS_PER_TURN));
+      const bodies: Array<{ fileName: string; body: Buffer }> = [];
+      for (const file of plan) {
+        const pieces: Buffer[] = [];
+        for (const piece of serializeBatchFileSlices(sealed.rows, file, EVENTS_PER_TURN, sealed.rowJson)) {
+          pieces.push(piece);
+          await nextTurn();
+        }
+        bodies.push({
+          fileName: file.fileName,
+          body: pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces),
+        });
+      }
       const uploadStarted = Date.now();
       const uploaded = await blobStep("upload", sealed.batchId, call, (abortSignal) =>
         store.uploadBatch(sealed.batchId, bodies, { abortSignal }),
@@ -283,27 +351,18 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
         durationMs: Date.now() - uploadStarted,
         folderUri: uploaded.folderUri,
       });
-      const members = sealed.members;
-      const files = plan.map((file, i) => ({
+      // From here on only the columns are kept (invariant 8): no object per event.
+      const members = await stepwise(packMembersStepwise(sealed.members, EVENTS_PER_TURN));
+      const files: UploadedFile[] = plan.map((file, i) => ({
         fileName: file.fileName,
         blobPath: uploaded.blobPaths[i] as string,
-        members: file.memberIndexes.map((m) => members[m] as BatchMember),
+        memberIndexes: Uint32Array.from(file.memberIndexes),
       }));
-      const manifest: Manifest = {
-        v: 1,
-        batchId: sealed.batchId,
-        topic: members[0]?.source.topic ?? "",
-        folderUri: uploaded.folderUri,
-        files: files.map((file) => ({
-          fileName: file.fileName,
-          blobPath: file.blobPath,
-          members: file.members.map(
-            (m) => [m.source.partition, m.source.offset, m.source.timestampMs, m.storeId] as const,
-          ),
-        })),
-      };
+      const manifest = await stepwise(
+        manifestText(sealed.batchId, members.topic, uploaded.folderUri, files, sealed.members),
+      );
       const manifestPath = await blobStep("upload manifest", sealed.batchId, call, (abortSignal) =>
-        store.writeManifest(sealed.batchId, Buffer.from(JSON.stringify(manifest)), { abortSignal }),
+        store.writeManifest(sealed.batchId, manifest, { abortSignal }),
       );
       return { batchId: sealed.batchId, members, files, folderUri: uploaded.folderUri, manifestPath };
     },
@@ -314,25 +373,28 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
       );
       if (body === undefined) return undefined;
       const manifest = JSON.parse(body.toString("utf8")) as Manifest;
-      const members: BatchMember[] = [];
-      const files = manifest.files.map((file) => ({
+      // Every row of every file, with where it sits; member order only matters within a partition (offset
+      // order), which sorting restores.
+      const rows = manifest.files.flatMap((file, f) =>
+        file.members.map(([partition, offset, timestampMs, storeId], k) => ({
+          member: { source: { topic: manifest.topic, partition, offset, timestampMs }, storeId },
+          offset: BigInt(offset),
+          f,
+          k,
+        })),
+      );
+      rows.sort(
+        (a, b) => a.member.source.partition - b.member.source.partition || (a.offset < b.offset ? -1 : 1),
+      );
+      const files: UploadedFile[] = manifest.files.map((file) => ({
         fileName: file.fileName,
         blobPath: file.blobPath,
-        members: file.members.map(([partition, offset, timestampMs, storeId]) => {
-          const member: BatchMember = {
-            source: { topic: manifest.topic, partition, offset, timestampMs },
-            storeId,
-          };
-          members.push(member);
-          return member;
-        }),
+        memberIndexes: new Uint32Array(file.members.length),
       }));
-      // Member order only matters within a partition (offset order), which sorting restores.
-      members.sort(
-        (a, b) =>
-          a.source.partition - b.source.partition ||
-          (BigInt(a.source.offset) < BigInt(b.source.offset) ? -1 : 1),
-      );
+      rows.forEach((row, memberIndex) => {
+        (files[row.f] as UploadedFile).memberIndexes[row.k] = memberIndex;
+      });
+      const members = packMembers(rows.map((row) => row.member));
       return { batchId: manifest.batchId, members, files, folderUri: manifest.folderUri, manifestPath };
     },
 

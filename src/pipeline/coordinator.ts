@@ -11,6 +11,7 @@
  *   batched again, their batch is resumed) and of batches already published (complete as soon as fetched).
  */
 import type { BatchStore } from "../azure/blobStore.ts";
+import { sourceAt, storeIdAt } from "../batcher/members.ts";
 import {
   encodeLedgerEntry,
   inRanges,
@@ -28,7 +29,7 @@ import {
 } from "../producer/outcomeWriter.ts";
 import type { PredictionRecord } from "../producer/predictionRecord.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { BatchMember, BatchResult, SourceRef, TopicPartitionOffset, UploadedBatch } from "../types.ts";
+import type { BatchResult, SourceRef, TopicPartitionOffset, UploadedBatch } from "../types.ts";
 import type { JobProgress } from "./batchJob.ts";
 import type { OffsetTracker } from "./offsetTracker.ts";
 
@@ -67,7 +68,8 @@ export interface CoordinatorOptions {
    * previous commit has passed it (a crash in between must not lose a done record). Default false.
    */
   readonly tombstoneAfterCommit?: boolean;
-  readonly encodePrediction: (record: PredictionRecord) => Promise<Buffer>;
+  /** A prediction's record value; a synchronous encoder saves a promise per record. */
+  readonly encodePrediction: (record: PredictionRecord) => Buffer | Promise<Buffer>;
   /** Dead letters as Kafka records that always fit the dead-letter topic. */
   readonly deadLetterMessages: (letters: readonly DeadLetter[]) => TopicMessages;
   readonly resultsTopic: string;
@@ -192,6 +194,11 @@ interface PartitionState {
   /** When the partition became unusable while still assigned (fenced, or its load failed): for readiness. */
   unusableSinceMs?: number;
 }
+
+/** Predictions encoded between two turns of the event loop, for a large batch. */
+const ENCODE_SLICE = 8192;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function countByReason(letters: readonly DeadLetter[]): DeadLetterCounts {
   const counts: DeadLetterCounts = {};
@@ -321,24 +328,30 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     state.held = state.held.filter((h) => !(h.done && tombstones.includes(h.key)));
   };
 
-  const completeOffsets = (state: PartitionState, offsets: Iterable<string>) => {
+  /** Completes every offset in the ranges (a batch's offsets of the partition), a range at a time. */
+  const completeRanges = (state: PartitionState, ranges: OffsetRanges) => {
+    for (const [from, to] of ranges)
+      tracker.completeRange(inputTopic, state.partition, BigInt(from), BigInt(to));
+  };
+
+  const completeOffsets = (state: PartitionState, offsets: Iterable<string | bigint>) => {
     for (const offset of offsets) tracker.complete(inputTopic, state.partition, offset);
   };
 
-  /** Dead letters for members of a batch, each carrying its row read back from its batch file. */
+  /** Dead letters for members of a batch (by member index), each carrying its row read back from its batch file. */
   const deadLettersFor = async (
     batch: UploadedBatch,
     jobId: string | undefined,
-    members: readonly BatchMember[],
+    memberIndexes: readonly number[],
     reason: DeadLetterReason,
     detail: string,
   ): Promise<DeadLetter[] | undefined> => {
-    if (members.length === 0) return [];
-    const wanted = new Set(members);
+    if (memberIndexes.length === 0) return [];
+    const wanted = new Set(memberIndexes);
     // The features live in the batch files (invariant 8): read back those that hold these members.
-    const rowOf = new Map<BatchMember, unknown>();
+    const rowOf = new Map<number, unknown>();
     for (const file of batch.files) {
-      if (!file.members.some((m) => wanted.has(m))) continue;
+      if (!file.memberIndexes.some((m) => wanted.has(m))) continue;
       const rows = await options.retry
         .run(({ abortSignal }) => options.store.readBatchRows(file.blobPath, { abortSignal }), {
           abortSignal: stopping.signal,
@@ -347,17 +360,17 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
         })
         .catch(() => undefined);
       if (!rows) return undefined; // stopping
-      file.members.forEach((member, i) => {
-        if (wanted.has(member)) rowOf.set(member, rows[i]);
+      file.memberIndexes.forEach((member, k) => {
+        if (wanted.has(member)) rowOf.set(member, rows[k]);
       });
     }
-    return members.map((member) => {
-      const row = rowOf.get(member);
+    return memberIndexes.map((index) => {
+      const row = rowOf.get(index);
       return {
-        source: member.source,
+        source: sourceAt(batch.members, index),
         reason,
         detail,
-        key: Buffer.from(member.storeId),
+        key: Buffer.from(storeIdAt(batch.members, index)),
         value: row ? Buffer.from(JSON.stringify(row)) : null,
         batchId: batch.batchId,
         ...(jobId ? { jobId } : {}),
@@ -365,14 +378,27 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     });
   };
 
+  /**
+   * The batch's offsets per partition, as ranges (exactly its offsets: toRanges joins only consecutive ones):
+   * worked out once per batch (its intent, submission and outcomes all need them), kept only as long as the
+   * batch itself, and compact (no list of offsets per event is kept).
+   */
+  const partsCache = new WeakMap<UploadedBatch, Map<number, OffsetRanges>>();
   const partsOf = (run: BatchRun) => {
-    const offsetsBy = new Map<number, string[]>();
-    for (const member of run.batch.members) {
-      const list = offsetsBy.get(member.source.partition);
-      if (list) list.push(member.source.offset);
-      else offsetsBy.set(member.source.partition, [member.source.offset]);
+    const cached = partsCache.get(run.batch);
+    if (cached) return cached;
+    const { partitions, offsets, length } = run.batch.members;
+    const offsetsBy = new Map<number, bigint[]>();
+    for (let i = 0; i < length; i++) {
+      const partition = partitions[i] as number;
+      const offset = offsets[i] as bigint;
+      const list = offsetsBy.get(partition);
+      if (list) list.push(offset);
+      else offsetsBy.set(partition, [offset]);
     }
-    return offsetsBy;
+    const parts = new Map([...offsetsBy].map(([p, list]) => [p, toRanges(list)]));
+    partsCache.set(run.batch, parts);
+    return parts;
   };
 
   const advance = (state: PartitionState) => {
@@ -495,16 +521,17 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
     track(source) {
       const state = partitions.get(source.partition);
       if (!state?.ready || state.lost) return "not_ready";
-      if (BigInt(source.offset) < state.startOffset) return "duplicate"; // fetched before the seek
+      // Parsed once, for every comparison below.
+      const offset = BigInt(source.offset);
+      if (offset < state.startOffset) return "duplicate"; // fetched before the seek
       // False for an offset at or below the highest seen on its partition: kafkajs refetches from the
       // committed offset after a rebalance that kept the partition here, and those events are already held.
-      if (!tracker.track(source.topic, source.partition, source.offset)) return "duplicate";
+      if (!tracker.track(source.topic, source.partition, offset)) return "duplicate";
       if (state.held.length > 0) {
-        const offset = BigInt(source.offset);
         const held = state.held.find((h) => inRanges(h.ranges, offset));
         if (held) {
           if (held.done) {
-            tracker.complete(source.topic, source.partition, source.offset);
+            tracker.complete(source.topic, source.partition, offset);
             advance(state);
           }
           return "held";
@@ -520,12 +547,12 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       await Promise.all(
         [...run.parts].map(async ([partition, epoch]) => {
           const state = current(partition, epoch);
-          const offsets = offsetsBy.get(partition);
-          if (!state || !offsets) return;
+          const ranges = offsetsBy.get(partition);
+          if (!state || !ranges) return;
           const entry: LedgerEntry = {
             batchId: run.batch.batchId,
             state: progress.state,
-            ranges: toRanges(offsets),
+            ranges,
             attempt: progress.attempt,
             repeatabilityId: progress.repeatabilityId,
             ...(progress.jobId ? { jobId: progress.jobId } : {}),
@@ -591,25 +618,44 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
 
     async settleBatch(run, result) {
       const { batch } = run;
-      let predictions: Array<{ member: BatchMember; record: PredictionRecord }> = [];
+      const { members } = batch;
+      // Predictions of each partition the run owns, encoded, in member order, with their source timestamps.
+      const predictionsBy = new Map<
+        number,
+        { messages: Array<{ key: string; value: Buffer | Promise<Buffer> }>; timestamps: number[] }
+      >();
       let lettersByMember: DeadLetter[] | undefined;
       if (result.kind === "scored") {
-        predictions = result.predictions.map(({ member, fileName, prediction }) => ({
-          member,
-          record: {
-            store_id: member.storeId,
+        const predictedAt = result.predictedAt.getTime();
+        let encodedCount = 0;
+        for (const { memberIndex, fileName, prediction } of result.predictions) {
+          const partition = members.partitions[memberIndex] as number;
+          if (!run.parts.has(partition)) continue;
+          const record: PredictionRecord = {
+            store_id: storeIdAt(members, memberIndex),
             prediction,
             file_name: fileName,
             job_id: result.jobId,
             batch_id: batch.batchId,
-            source_topic: member.source.topic,
-            source_partition: member.source.partition,
-            source_offset: Number(member.source.offset),
-            source_timestamp: member.source.timestampMs,
-            predicted_at: result.predictedAt.getTime(),
-          },
-        }));
-        const owned = result.missing.map((m) => m.member).filter((m) => run.parts.has(m.source.partition));
+            source_topic: members.topic,
+            source_partition: partition,
+            source_offset: Number(members.offsets[memberIndex]),
+            source_timestamp: members.timestampsMs[memberIndex] as number,
+            predicted_at: predictedAt,
+          };
+          let mine = predictionsBy.get(partition);
+          if (mine === undefined) {
+            mine = { messages: [], timestamps: [] };
+            predictionsBy.set(partition, mine);
+          }
+          mine.messages.push({ key: record.store_id, value: options.encodePrediction(record) });
+          mine.timestamps.push(record.source_timestamp);
+          // A large batch is encoded in slices, with the event loop getting a turn between them.
+          if (++encodedCount % ENCODE_SLICE === 0) await nextTurn();
+        }
+        const owned = result.missing
+          .map((m) => m.memberIndex)
+          .filter((i) => run.parts.has(members.partitions[i] as number));
         lettersByMember = await deadLettersFor(
           batch,
           result.jobId,
@@ -618,7 +664,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
           `job ${result.jobId} wrote no prediction for this event`,
         );
       } else {
-        const owned = batch.members.filter((m) => run.parts.has(m.source.partition));
+        const owned: number[] = [];
+        for (let i = 0; i < members.length; i++)
+          if (run.parts.has(members.partitions[i] as number)) owned.push(i);
         lettersByMember = await deadLettersFor(batch, result.jobId, owned, "job_failed", result.detail);
       }
       if (!lettersByMember) return; // stopping
@@ -628,29 +676,26 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
       await Promise.all(
         [...run.parts].map(async ([partition, epoch]) => {
           const state = current(partition, epoch);
-          const offsets = offsetsBy.get(partition);
-          if (!state || !offsets) return;
-          const mine = predictions.filter((p) => p.member.source.partition === partition);
+          const ranges = offsetsBy.get(partition);
+          if (!state || !ranges) return;
+          const mine = predictionsBy.get(partition) ?? { messages: [], timestamps: [] };
           const myLetters = letters.filter((l) => l.source.partition === partition);
-          const values = await Promise.all(mine.map((p) => options.encodePrediction(p.record)));
-          const ranges = toRanges(offsets);
+          // A synchronous encoder's buffers are taken as they are; an asynchronous one's are awaited.
+          const messages = mine.messages.some((m) => m.value instanceof Promise)
+            ? await Promise.all(mine.messages.map(async (m) => ({ key: m.key, value: await m.value })))
+            : (mine.messages as Array<{ key: string; value: Buffer }>);
           const last = lastOffset(ranges) ?? 0n;
           let ledgerKept = false;
           const written = await enqueue(
             state,
             `outcomes of batch ${batch.batchId}`,
             () => {
-              completeOffsets(state, offsets);
+              completeRanges(state, ranges);
               const held = state.held.find((h) => h.key === batch.batchId);
               if (held) held.done = true;
               const { offset, tombstones } = offsetAndTombstones(state);
               const topicMessages: TopicMessages[] = [];
-              if (mine.length > 0) {
-                topicMessages.push({
-                  topic: options.resultsTopic,
-                  messages: mine.map((p, i) => ({ key: p.record.store_id, value: values[i] as Buffer })),
-                });
-              }
+              if (messages.length > 0) topicMessages.push({ topic: options.resultsTopic, messages });
               if (myLetters.length > 0) topicMessages.push(options.deadLetterMessages(myLetters));
               ledgerKept = offset === undefined || BigInt(offset) <= last;
               topicMessages.push(
@@ -675,9 +720,9 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             partition,
             batchId: batch.batchId,
             ...(result.jobId ? { jobId: result.jobId } : {}),
-            predictions: mine.length,
+            predictions: messages.length,
             deadLetters: countByReason(myLetters),
-            sourceTimestampsMs: mine.map((p) => p.record.source_timestamp),
+            sourceTimestampsMs: mine.timestamps,
             acknowledgedAtMs: Date.now(),
           });
         }),

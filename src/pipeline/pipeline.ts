@@ -5,7 +5,7 @@
  * partition is paused alone while its ledger is read, and the batches found in flight there are resumed:
  * their jobs are watched again, never submitted again (invariant 13).
  */
-import { type BatchPolicy, createBatcher, rowSizeBytes } from "../batcher/index.ts";
+import { type BatchPolicy, createBatcher, serializeRow } from "../batcher/index.ts";
 import { type EventDecoder, RegistryUnavailableError } from "../consumer/decode.ts";
 import type { InputConsumer, InputMessage } from "../consumer/inputConsumer.ts";
 import type { InvalidReason } from "../consumer/validate.ts";
@@ -187,9 +187,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     if (batch.members.every((m) => keep(m.source.partition))) return batch;
     const indexes = batch.members.flatMap((m, i) => (keep(m.source.partition) ? [i] : []));
     if (indexes.length === 0) return undefined;
+    const { rowJson } = batch;
     return {
       ...batch,
       rows: indexes.map((i) => batch.rows[i] as SealedBatch["rows"][number]),
+      ...(rowJson !== undefined ? { rowJson: indexes.map((i) => rowJson[i] as string) } : {}),
       members: indexes.map((i) => batch.members[i] as SealedBatch["members"][number]),
     };
   };
@@ -295,13 +297,16 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       let consumed = 0;
       for (const message of messages) {
         if (closed) break;
-        let result: Awaited<ReturnType<EventDecoder["decode"]>>;
-        try {
-          result = await options.decoder.decode(message.value);
-        } catch (error) {
-          if (!(error instanceof RegistryUnavailableError)) throw error;
-          emit({ type: "registry_unavailable", source: message.source, error });
-          break;
+        // JSON needs no registry: decoded without a promise per event.
+        let result = options.decoder.decodeSync?.(message.value);
+        if (result === undefined) {
+          try {
+            result = await options.decoder.decode(message.value);
+          } catch (error) {
+            if (!(error instanceof RegistryUnavailableError)) throw error;
+            emit({ type: "registry_unavailable", source: message.source, error });
+            break;
+          }
         }
         const tracked = coordinator.track(message.source);
         if (tracked === "not_ready") break; // its ledger is being read, or it was lost: fetched again later
@@ -310,7 +315,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         consumed++;
         if (tracked === "held") continue; // in a batch resumed from the ledger, or already published
         if (result.ok) {
-          batcher.add({ source: message.source, row: result.row, sizeBytes: rowSizeBytes(result.row) });
+          // Stringified once: its length drives the byte trigger, the string itself goes into the file.
+          const json = serializeRow(result.row);
+          batcher.add({ source: message.source, row: result.row, sizeBytes: Buffer.byteLength(json), json });
         } else {
           invalid[result.reason] = (invalid[result.reason] ?? 0) + 1;
           letters.push(deadLetterOf(message, result.reason, result.detail));

@@ -23,7 +23,36 @@ export const PREDICTION_SCHEMA_PATH = new URL("../../schemas/forecast-prediction
 
 export interface PredictionEncoder {
   readonly schemaId: number;
-  encode(record: PredictionRecord): Promise<Buffer>;
+  /** The record in the Confluent wire format; synchronous once the schema is known (createPredictionEncoder). */
+  encode(record: PredictionRecord): Buffer | Promise<Buffer>;
+}
+
+/** What is used of an avsc Type: writing a value into a buffer at a position (avsc's Type#encode). */
+interface AvroWriter {
+  encode(value: unknown, buffer: Buffer, position: number): number;
+}
+
+function isAvroWriter(schema: unknown): schema is AvroWriter {
+  return typeof (schema as { encode?: unknown } | null)?.encode === "function";
+}
+
+/**
+ * Encodes synchronously with the schema's avsc type: the Confluent wire format is a zero magic byte, the
+ * schema id as a 4-byte big-endian integer, then the Avro body. Written into one scratch buffer, then copied
+ * out once: no promise and no concatenation per record. A record larger than the scratch grows it.
+ */
+export function createWireEncoder(schemaId: number, type: AvroWriter): (record: PredictionRecord) => Buffer {
+  let scratch = Buffer.alloc(4096);
+  return (record) => {
+    for (;;) {
+      scratch[0] = 0;
+      scratch.writeInt32BE(schemaId, 1);
+      const end = type.encode(record, scratch, 5);
+      // avsc returns a negative position, by how much the buffer was short, when the value did not fit.
+      if (end >= 0) return Buffer.from(scratch.subarray(0, end));
+      scratch = Buffer.alloc(Math.max(scratch.length * 2, 5 - end + scratch.length));
+    }
+  };
 }
 
 /**
@@ -39,8 +68,12 @@ export async function createPredictionEncoder(
     { type: SchemaType.AVRO, schema },
     { subject: `${resultsTopic}-value` },
   );
+  // The registry client validates and encodes behind a promise and concatenates per record; once the
+  // schema is known, its avsc type does the same synchronously.
+  const type: unknown = typeof registry.getSchema === "function" ? await registry.getSchema(id) : undefined;
+  const encodeSync = isAvroWriter(type) ? createWireEncoder(id, type) : undefined;
   return {
     schemaId: id,
-    encode: (record) => registry.encode(id, record),
+    encode: encodeSync ?? ((record) => registry.encode(id, record)),
   };
 }

@@ -28,8 +28,10 @@ export const MAX_REQUEST_BYTES = 512 * 1024;
 
 export function messageBytes(message: Message): number {
   let size = (message.key?.length ?? 0) + (message.value?.length ?? 0) + 64;
-  for (const [name, value] of Object.entries(message.headers ?? {}))
-    size += name.length + String(value).length;
+  const headers = message.headers;
+  if (headers !== undefined) {
+    for (const name in headers) size += name.length + String(headers[name]).length;
+  }
   return size;
 }
 
@@ -38,14 +40,24 @@ export function chunked(
   topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>,
   maxBytes: number,
 ): Array<Array<{ topic: string; messages: Message[] }>> {
-  const chunks: Array<Array<{ topic: string; messages: Message[] }>> = [];
+  return [...chunksOf(topicMessages, maxBytes)];
+}
+
+/**
+ * chunked, one group at a time: a sender that awaits each request before asking for the next group never
+ * splits a million records in one go (the event loop gets its turns while each request is in flight).
+ */
+export function* chunksOf(
+  topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>,
+  maxBytes: number,
+): Generator<Array<{ topic: string; messages: Message[] }>> {
   let current: Array<{ topic: string; messages: Message[] }> = [];
   let bytes = 0;
   for (const { topic, messages } of topicMessages) {
     for (const message of messages) {
       const size = messageBytes(message);
       if (bytes + size > maxBytes && bytes > 0) {
-        chunks.push(current);
+        yield current;
         current = [];
         bytes = 0;
       }
@@ -55,8 +67,7 @@ export function chunked(
       bytes += size;
     }
   }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+  if (current.length > 0) yield current;
 }
 
 /**
@@ -97,12 +108,50 @@ export function createPublisher(options: PublisherOptions): Publisher {
     // The Java client's murmur2 partitioning: a store's forecasts land where Java producers would put them.
     createPartitioner: Partitioners.DefaultPartitioner,
   });
-  const send = async (topicMessages: Array<{ topic: string; messages: Message[] }>) => {
-    // Several requests when needed: one request per partition batch must stay under the broker's
-    // message.max.bytes (1 MiB by default), whatever a fetch of invalid events added up to.
-    for (const chunk of chunked(topicMessages, MAX_REQUEST_BYTES)) {
-      await producer.sendBatch({ topicMessages: chunk, acks: -1 });
+  /**
+   * Sends made while a request is in flight wait for it and then go together, in one sendBatch: with one
+   * request in flight (the idempotent producer's sequence numbers need it), the writes of several input
+   * partitions then share a request instead of queueing one request each. Every caller resolves once all of
+   * its records are acknowledged; if a request of its group fails, every caller of the group is rejected
+   * (and retries its own write).
+   */
+  interface Pending {
+    readonly topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>;
+    readonly resolve: () => void;
+    readonly reject: (error: unknown) => void;
+  }
+  let pending: Pending[] = [];
+  let sending = false;
+  const drain = async () => {
+    sending = true;
+    try {
+      while (pending.length > 0) {
+        const group = pending;
+        pending = [];
+        try {
+          // Several requests when needed: one request per partition batch must stay under the broker's
+          // message.max.bytes (1 MiB by default), whatever a fetch of invalid events added up to.
+          for (const chunk of chunksOf(
+            group.flatMap((p) => p.topicMessages),
+            MAX_REQUEST_BYTES,
+          )) {
+            await producer.sendBatch({ topicMessages: chunk, acks: -1 });
+          }
+          for (const p of group) p.resolve();
+        } catch (error) {
+          for (const p of group) p.reject(error);
+        }
+      }
+    } finally {
+      sending = false;
     }
+  };
+  const send = (topicMessages: Array<{ topic: string; messages: Message[] }>): Promise<void> => {
+    if (topicMessages.every((t) => t.messages.length === 0)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      pending.push({ topicMessages, resolve, reject });
+      if (!sending) void drain();
+    });
   };
 
   return {

@@ -1,4 +1,12 @@
-import type { BatchFile, BatchMember, BatchResult, PredictionRow } from "../types.ts";
+import { storeIdAt } from "../batcher/members.ts";
+import type {
+  BatchFile,
+  BatchMember,
+  BatchMembers,
+  BatchResult,
+  PredictionRow,
+  UploadedFile,
+} from "../types.ts";
 
 /**
  * Maps predictions.csv rows back to the events of one batch.
@@ -60,69 +68,92 @@ export function createPredictionMatcher(batch: BatchFile): PredictionMatcher {
   const fileName = baseFileName(batch.fileName);
   if (fileName === "") throw new TypeError("batch.fileName must name a file");
   const members = batch.members;
-
-  // Per store, the member positions in file order, and how many of them rows have claimed so far.
-  const queues = new Map<string, StoreQueue>();
-  members.forEach((member, index) => {
-    const queue = queues.get(member.storeId);
-    if (queue === undefined) queues.set(member.storeId, { memberIndexes: [index], next: 0 });
-    else queue.memberIndexes.push(index);
+  const matcher = createFileMatcher(members.length, (k) => (members[k] as BatchMember).storeId);
+  const matched = (k: number, prediction: number): MatchedPrediction => ({
+    member: members[k] as BatchMember,
+    memberIndex: k,
+    prediction,
   });
-
-  const predictionByMember = new Map<number, number>();
-  let unmatchedRows = 0;
-  let duplicateRows = 0;
   let finished = false;
-
-  /** By position (MLflow): the member at that index, unless out of range or already predicted. */
-  const claim = (memberIndex: number, prediction: number): MatchedPrediction | undefined => {
-    const member = members[memberIndex];
-    if (member === undefined || predictionByMember.has(memberIndex)) {
-      unmatchedRows += 1;
-      if (member !== undefined) duplicateRows += 1;
-      return undefined;
-    }
-    predictionByMember.set(memberIndex, prediction);
-    return { member, memberIndex, prediction };
-  };
-
   return {
     add(row: PredictionRow): MatchedPrediction | undefined {
       if (finished) throw new Error("prediction matcher is finished");
       if (baseFileName(row.fileName) !== fileName) {
-        unmatchedRows += 1;
+        matcher.unmatchedRows += 1;
         return undefined;
       }
-      if ("rowIndex" in row) return claim(row.rowIndex, row.prediction);
-      // Rows are trimmed by the parser; trim again so a hand-built row matches the same way.
-      const queue = queues.get(row.storeId.trim());
-      if (queue === undefined) {
-        unmatchedRows += 1;
-        return undefined;
-      }
-      const memberIndex = queue.memberIndexes[queue.next];
-      if (memberIndex === undefined) {
-        unmatchedRows += 1;
-        duplicateRows += 1;
-        return undefined;
-      }
-      queue.next += 1;
-      predictionByMember.set(memberIndex, row.prediction);
-      return { member: members[memberIndex] as BatchMember, memberIndex, prediction: row.prediction };
+      const k = matcher.add(row);
+      return k === -1 ? undefined : matched(k, row.prediction);
     },
-
     finish(): MatchResult {
       finished = true;
       const predictions: MatchedPrediction[] = [];
       const missing: MissingPrediction[] = [];
-      members.forEach((member, memberIndex) => {
-        const prediction = predictionByMember.get(memberIndex);
-        if (prediction === undefined) missing.push({ member, memberIndex });
-        else predictions.push({ member, memberIndex, prediction });
-      });
-      return { predictions, missing, unmatchedRows, duplicateRows };
+      for (let k = 0; k < members.length; k++) {
+        if (matcher.predicted[k] === 1) predictions.push(matched(k, matcher.values[k] as number));
+        else missing.push({ member: members[k] as BatchMember, memberIndex: k });
+      }
+      return {
+        predictions,
+        missing,
+        unmatchedRows: matcher.unmatchedRows,
+        duplicateRows: matcher.duplicateRows,
+      };
     },
   };
+}
+
+/**
+ * The matching of one file's rows, by position in the file (row k of the input file is event k of the file):
+ * rows already known to name this file go in, the position each claims comes out (-1: none). Predictions
+ * are kept in typed arrays, not an object per row.
+ */
+function createFileMatcher(count: number, storeIdOf: (k: number) => string) {
+  // Per store, the positions in file order, and how many of them rows have claimed so far.
+  const queues = new Map<string, StoreQueue>();
+  for (let k = 0; k < count; k++) {
+    const storeId = storeIdOf(k);
+    const queue = queues.get(storeId);
+    if (queue === undefined) queues.set(storeId, { memberIndexes: [k], next: 0 });
+    else queue.memberIndexes.push(k);
+  }
+  const state = {
+    values: new Float64Array(count),
+    predicted: new Uint8Array(count),
+    unmatchedRows: 0,
+    duplicateRows: 0,
+    /** Matches one row; returns the position it claimed, or -1. */
+    add(row: PredictionRow): number {
+      let k: number | undefined;
+      if ("rowIndex" in row) {
+        // By position (MLflow): unless out of range or already predicted.
+        k = row.rowIndex;
+        if (!(k >= 0 && k < count && Number.isInteger(k)) || state.predicted[k] === 1) {
+          state.unmatchedRows += 1;
+          if (k >= 0 && k < count && Number.isInteger(k)) state.duplicateRows += 1;
+          return -1;
+        }
+      } else {
+        // Rows are trimmed by the parser; trim again so a hand-built row matches the same way.
+        const queue = queues.get(row.storeId.trim());
+        if (queue === undefined) {
+          state.unmatchedRows += 1;
+          return -1;
+        }
+        k = queue.memberIndexes[queue.next];
+        if (k === undefined) {
+          state.unmatchedRows += 1;
+          state.duplicateRows += 1;
+          return -1;
+        }
+        queue.next += 1;
+      }
+      state.predicted[k] = 1;
+      state.values[k] = row.prediction;
+      return k;
+    },
+  };
+  return state;
 }
 
 /** Matches a whole set of rows at once; see createPredictionMatcher for the incremental form. */
@@ -133,6 +164,7 @@ export function matchPredictions(batch: BatchFile, rows: Iterable<PredictionRow>
 }
 
 export interface BatchMatchResult {
+  /** In member order within each file, file after file. */
   readonly predictions: Extract<BatchResult, { kind: "scored" }>["predictions"];
   readonly missing: Extract<BatchResult, { kind: "scored" }>["missing"];
   readonly unmatchedRows: number;
@@ -142,15 +174,36 @@ export interface BatchMatchResult {
 /**
  * Matches the rows of a job's predictions.csv to the events of a batch laid out as several files (see
  * planBatchFiles): each row goes to the matcher of the file it names; a row naming no file of the batch
- * is unmatched.
+ * is unmatched. Events are named by their index in the batch's members.
  */
-export function createBatchMatcher(files: readonly BatchFile[]) {
-  const matchers = new Map(files.map((file) => [baseFileName(file.fileName), createPredictionMatcher(file)]));
+export function createBatchMatcher(members: BatchMembers, files: readonly UploadedFile[]) {
+  type FileMatcher = ReturnType<typeof createFileMatcher>;
+  // A file's matcher is built when its first row comes: a large batch's are not all built in one go.
+  const matchers = new Map<string, { readonly file: UploadedFile; matcher?: FileMatcher }>();
+  for (const file of files) {
+    const name = baseFileName(file.fileName);
+    if (name === "") throw new TypeError("batch.fileName must name a file");
+    matchers.set(name, { file });
+  }
+  const matcherOf = (entry: { readonly file: UploadedFile; matcher?: FileMatcher }): FileMatcher => {
+    if (entry.matcher === undefined) {
+      const indexes = entry.file.memberIndexes;
+      entry.matcher = createFileMatcher(indexes.length, (k) => storeIdAt(members, indexes[k] as number));
+    }
+    return entry.matcher;
+  };
   let rowsOfOtherFiles = 0;
+  // Rows of one file mostly come together: the file name as written is looked up once per run of them.
+  let lastName: string | undefined;
+  let lastMatcher: FileMatcher | undefined;
   return {
     add(row: PredictionRow): void {
-      const matcher = matchers.get(baseFileName(row.fileName));
-      if (matcher) matcher.add(row);
+      if (row.fileName !== lastName) {
+        lastName = row.fileName;
+        const entry = matchers.get(baseFileName(row.fileName));
+        lastMatcher = entry === undefined ? undefined : matcherOf(entry);
+      }
+      if (lastMatcher) lastMatcher.add(row);
       else rowsOfOtherFiles += 1;
     },
     finish(): BatchMatchResult {
@@ -158,13 +211,16 @@ export function createBatchMatcher(files: readonly BatchFile[]) {
       const missing: Array<BatchMatchResult["missing"][number]> = [];
       let unmatchedRows = rowsOfOtherFiles;
       let duplicateRows = 0;
-      for (const [fileName, matcher] of matchers) {
-        const result = matcher.finish();
-        for (const p of result.predictions)
-          predictions.push({ member: p.member, fileName, prediction: p.prediction });
-        for (const m of result.missing) missing.push({ member: m.member, fileName });
-        unmatchedRows += result.unmatchedRows;
-        duplicateRows += result.duplicateRows;
+      for (const [fileName, { file, matcher }] of matchers) {
+        const indexes = file.memberIndexes;
+        for (let k = 0; k < indexes.length; k++) {
+          const memberIndex = indexes[k] as number;
+          if (matcher !== undefined && matcher.predicted[k] === 1)
+            predictions.push({ memberIndex, fileName, prediction: matcher.values[k] as number });
+          else missing.push({ memberIndex, fileName });
+        }
+        unmatchedRows += matcher?.unmatchedRows ?? 0;
+        duplicateRows += matcher?.duplicateRows ?? 0;
       }
       return { predictions, missing, unmatchedRows, duplicateRows };
     },

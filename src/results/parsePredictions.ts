@@ -10,7 +10,8 @@ import type { PredictionRow } from "../types.ts";
  * lines. Every non-blank line yields one result, ok or not, so a bad line costs one prediction and never the
  * rest of the file.
  *
- * The input is split into physical lines here and csv-parse reads each line on its own. Feeding the
+ * The input is split into physical lines here and each line is read on its own: lines whose quotes
+ * wrap whole fields by a plain split that gives what csv-parse gives them (splitPlain), the others by csv-parse. Feeding the
  * whole stream to one csv-parse stream instead lets a single stray quote open a field that swallows the
  * following lines (tried: `b.json "CA_2 2.2` ate the next three rows and came out as one "valid" row).
  * No legitimate row spans lines: store ids reject control characters and file names are ours.
@@ -81,12 +82,6 @@ const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 /** Python reprs that wrap a scalar in a call: `np.float64(2.3)`, `array([2.3])`, `tensor([2.3])`. */
 const CALL_REPR = /^[A-Za-z_][\w.]*\((.*)\)$/s;
 
-interface PhysicalLine {
-  readonly line: number;
-  readonly text: string;
-  readonly tooLong: boolean;
-}
-
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
@@ -99,37 +94,39 @@ function truncate(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max)}...` : text;
 }
 
+/** Called for each physical line: its number (from 1, blank lines included), its text, whether it was cut. */
+type LineSink = (line: number, text: string, tooLong: boolean) => void;
+
+interface LineSplitter {
+  /** Splits more text; complete lines go to the sink at once. */
+  feed(text: string): void;
+  /** The input ended: a last line without a line end goes to the sink. */
+  end(): void;
+}
+
 /**
- * Splits a byte or string stream into lines. LF, CRLF and a lone CR each end a line, wherever the chunks
- * break (a CR at the end of a chunk and an LF at the start of the next are one line end). A line's length is
- * counted without its line end; one leading BOM of the stream is dropped and never counts either. Bytes are
- * decoded as UTF-8 incrementally, so a character split across chunks survives; invalid bytes become U+FFFD in
- * their line only. What comes out does not depend on where the chunks break.
+ * Splits text fed in pieces into lines. LF, CRLF and a lone CR each end a line, wherever the pieces break (a
+ * CR at the end of a piece and an LF at the start of the next are one line end). A line's length is counted
+ * without its line end; one leading BOM of the stream is dropped and never counts either. What comes out does
+ * not depend on where the pieces break. Synchronous and callback-driven, so a line costs no promise.
  */
-async function* splitLines(
-  input: AsyncIterable<Buffer | string | Uint8Array>,
-  maxLineLength: number,
-  maxRawLength: number,
-): AsyncGenerator<PhysicalLine> {
-  // ignoreBOM: the decoder passes every BOM through, and the parser drops one leading BOM itself, for bytes
-  // and strings alike. Left to the decoder, how many leading BOMs go depends on the chunking (Node 24 drops
-  // two when the first one's bytes are split across chunks).
-  const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+function createLineSplitter(maxLineLength: number, maxRawLength: number, sink: LineSink): LineSplitter {
   /** What an over-long line keeps: enough for its `raw` (maxRawLength and the one that says it goes on). */
   const keep = maxRawLength + 1;
   let atStart = true;
   let pending = "";
   let tooLong = false;
-  /** The last chunk ended with a CR: an LF starting the next one belongs to it. */
+  /** The last piece ended with a CR: an LF starting the next one belongs to it. */
   let skipLF = false;
   let lineNumber = 0;
 
-  function emit(): PhysicalLine {
+  function emit(): void {
     lineNumber += 1;
-    const line = { line: lineNumber, text: pending, tooLong };
+    const text = pending;
+    const cut = tooLong;
     pending = "";
     tooLong = false;
-    return line;
+    sink(lineNumber, text, cut);
   }
 
   /** Adds text[from, to) to the current line. An over-long line keeps only its first `keep` characters. */
@@ -148,44 +145,125 @@ async function* splitLines(
     pending += text.slice(from, Math.min(to, from + keep - pending.length));
   }
 
-  function* consume(text: string): Generator<PhysicalLine> {
-    const length = text.length;
-    if (length === 0) return;
-    let start = 0;
-    if (atStart) {
-      atStart = false;
-      if (text.charCodeAt(0) === 0xfeff) start = 1;
-    }
-    if (skipLF) {
-      skipLF = false;
-      if (text.charCodeAt(start) === 0x0a) start += 1;
-    }
-    let lf = text.indexOf("\n", start);
-    let cr = text.indexOf("\r", start);
-    while (lf !== -1 || cr !== -1) {
-      const lineStart = start;
-      let end: number;
-      if (cr !== -1 && (lf === -1 || cr < lf)) {
-        end = cr;
-        if (cr + 1 === length) skipLF = true;
-        start = text.charCodeAt(cr + 1) === 0x0a ? cr + 2 : cr + 1;
-      } else {
-        end = lf;
-        start = lf + 1;
+  return {
+    feed(text: string): void {
+      const length = text.length;
+      if (length === 0) return;
+      let start = 0;
+      if (atStart) {
+        atStart = false;
+        if (text.charCodeAt(0) === 0xfeff) start = 1;
       }
-      if (lf !== -1 && lf < start) lf = text.indexOf("\n", start);
-      if (cr !== -1 && cr < start) cr = text.indexOf("\r", start);
-      append(text, lineStart, end);
-      yield emit();
-    }
-    append(text, start, length);
-  }
+      if (skipLF) {
+        skipLF = false;
+        if (text.charCodeAt(start) === 0x0a) start += 1;
+      }
+      let lf = text.indexOf("\n", start);
+      let cr = text.indexOf("\r", start);
+      while (lf !== -1 || cr !== -1) {
+        const lineStart = start;
+        let end: number;
+        if (cr !== -1 && (lf === -1 || cr < lf)) {
+          end = cr;
+          if (cr + 1 === length) skipLF = true;
+          start = text.charCodeAt(cr + 1) === 0x0a ? cr + 2 : cr + 1;
+        } else {
+          end = lf;
+          start = lf + 1;
+        }
+        if (lf !== -1 && lf < start) lf = text.indexOf("\n", start);
+        if (cr !== -1 && cr < start) cr = text.indexOf("\r", start);
+        append(text, lineStart, end);
+        emit();
+      }
+      append(text, start, length);
+    },
+    end(): void {
+      if (pending.length > 0 || tooLong) emit();
+    },
+  };
+}
 
-  for await (const chunk of input) {
-    yield* consume(typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true }));
+/**
+ * A non-ASCII character splitPlain leaves to csv-parse: Unicode whitespace (which both trims remove, csv-parse
+ * by its bytes) and UTF-16 surrogates (csv-parse reads the line as UTF-8 bytes, where a lone one becomes
+ * U+FFFD). Any other character is an ordinary one to both.
+ */
+function needsCsvParse(code: number): boolean {
+  return (
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff ||
+    (code >= 0xd800 && code <= 0xdfff)
+  );
+}
+
+/** ASCII whitespace: what String.prototype.trim and csv-parse's trim both remove, within ASCII. */
+function isAsciiSpace(code: number): boolean {
+  return code === 32 || (code >= 9 && code <= 13);
+}
+
+/**
+ * The fields of a line, split exactly as csv-parse splits it in tokenize (the line trimmed; with spaces,
+ * runs of spaces are one separator and empty fields dropped; around commas and tabs, padding trimmed; a field
+ * wholly in double quotes keeps what is inside them, delimiters included). Undefined for any other line, which
+ * goes through csv-parse: a doubled or stray quote, a quote left open, Unicode whitespace and surrogates
+ * (needsCsvParse) are its business. Checked against csv-parse on random
+ * lines of these characters; the property tests hold both paths to the same results.
+ */
+function splitPlain(text: string, delimiter: PredictionDelimiter): string[] | undefined {
+  let end = text.length;
+  for (let i = 0; i < end; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 126 && needsCsvParse(code)) return undefined;
   }
-  yield* consume(decoder.decode());
-  if (pending.length > 0 || tooLong) yield emit();
+  let p = 0;
+  while (p < end && isAsciiSpace(text.charCodeAt(p))) p++;
+  while (end > p && isAsciiSpace(text.charCodeAt(end - 1))) end--;
+  const fields: string[] = [];
+  if (p === end) return fields;
+  const separator = delimiter.charCodeAt(0);
+  const bySpace = separator === 32;
+  for (;;) {
+    if (bySpace) {
+      while (p < end && text.charCodeAt(p) === 32) p++;
+    } else {
+      while (p < end && text.charCodeAt(p) !== separator && isAsciiSpace(text.charCodeAt(p))) p++;
+    }
+    if (p < end && text.charCodeAt(p) === 34) {
+      const close = text.indexOf('"', p + 1);
+      if (close === -1 || close >= end) return undefined;
+      const value = text.slice(p + 1, close);
+      p = close + 1;
+      if (!bySpace) {
+        while (p < end && text.charCodeAt(p) !== separator && isAsciiSpace(text.charCodeAt(p))) p++;
+      }
+      if (p < end && text.charCodeAt(p) !== separator) return undefined;
+      if (!bySpace || value !== "") fields.push(value);
+    } else {
+      let q = p;
+      while (q < end && text.charCodeAt(q) !== separator) {
+        if (text.charCodeAt(q) === 34) return undefined;
+        q++;
+      }
+      let b = q;
+      if (!bySpace) while (b > p && isAsciiSpace(text.charCodeAt(b - 1))) b--;
+      if (!bySpace || b > p) fields.push(text.slice(p, b));
+      p = q;
+    }
+    if (p === end) return fields;
+    p++;
+    if (p === end) {
+      if (!bySpace) fields.push("");
+      return fields;
+    }
+  }
 }
 
 /**
@@ -194,6 +272,8 @@ async function* splitLines(
  * joinPrediction puts the prediction's pieces together once it is known which field that is.
  */
 function tokenize(text: string, delimiter: PredictionDelimiter): string[] | { error: string } {
+  const simple = splitPlain(text, delimiter);
+  if (simple !== undefined) return simple;
   let fields: string[];
   try {
     const records = parseCsv(text.trim(), {
@@ -248,13 +328,22 @@ function joinPrediction(
  */
 export function parsePredictionValue(field: string): number | undefined {
   let text = field.trim();
+  // A bare number, the common case: none of the wrappers below starts with a digit, a sign or a dot.
+  const first = text.charCodeAt(0);
+  if ((first >= 48 && first <= 57) || first === 45 || first === 43 || first === 46) {
+    if (!DECIMAL.test(text)) return undefined;
+    const value = Number(text);
+    return Number.isFinite(value) ? value : undefined;
+  }
   for (let depth = 0; depth < 8; depth++) {
-    const call = CALL_REPR.exec(text);
     if (text.startsWith("[") && text.endsWith("]")) text = text.slice(1, -1);
     else if (text.startsWith("(") && text.endsWith(")")) text = text.slice(1, -1).replace(/,\s*$/, "");
     else if (/^(["']).*\1$/s.test(text) && text.length >= 2) text = text.slice(1, -1);
-    else if (call !== null) text = call[1] ?? "";
-    else break;
+    else {
+      const call = CALL_REPR.exec(text);
+      if (call === null) break;
+      text = call[1] ?? "";
+    }
     text = text.trim();
   }
   if (!DECIMAL.test(text)) return undefined;
@@ -409,45 +498,48 @@ function detectFormat(sample: readonly string[], forced: PredictionDelimiter | u
 }
 
 function interpret(
-  physical: PhysicalLine,
+  line: number,
+  text: string,
+  tooLong: boolean,
   format: PredictionsFormat,
   maxLineLength: number,
   maxRawLength: number,
 ): ParsedPredictionLine | undefined {
-  const { line, text } = physical;
   const fail = (reason: string): ParsedPredictionLine => ({
     ok: false,
     line,
     reason,
     raw: truncate(text, maxRawLength),
   });
-  if (physical.tooLong) return fail(`line longer than ${maxLineLength} characters`);
-  if (text.trim() === "") return undefined;
+  if (tooLong) return fail(`line longer than ${maxLineLength} characters`);
 
   const tokens = tokenize(text, format.delimiter);
   if (!Array.isArray(tokens)) return fail(tokens.error);
-  const fields =
-    format.columns === undefined
-      ? tokens
-      : joinPrediction(tokens, format.fieldCount, format.columns.prediction, format.delimiter);
-  // The header itself, or a header repeated by a script that writes one per mini-batch: not a row.
-  if (looksLikeHeader(fields)) return undefined;
-  if (format.columns === undefined) return fail(format.problem ?? "rows cannot be matched to events");
+  // Only a line without fields can be blank (tokenize trims it first); `""` in a space file is not blank.
+  if (tokens.length === 0 && text.trim() === "") return undefined;
+  const columns = format.columns;
+  if (columns === undefined) {
+    // The header itself, or a header repeated by a script that writes one per mini-batch: not a row.
+    if (looksLikeHeader(tokens)) return undefined;
+    return fail(format.problem ?? "rows cannot be matched to events");
+  }
+  const fields = joinPrediction(tokens, format.fieldCount, columns.prediction, format.delimiter);
+  const predictionField = fields[columns.prediction] ?? "";
+  const prediction = parsePredictionValue(predictionField);
+  // A header never holds a number, so only a line without a prediction can be one (looksLikeHeader).
+  if (prediction === undefined && looksLikeHeader(fields)) return undefined;
   if (fields.length !== format.fieldCount) {
     const expected = format.header?.join(format.delimiter) ?? "file_name store_id prediction";
     return fail(`expected ${format.fieldCount} fields (${expected}), got ${fields.length}`);
   }
-  const columns = format.columns;
   const fileName = (fields[columns.fileName] ?? "").trim();
-  const predictionField = fields[columns.prediction] ?? "";
   if (fileName === "") return fail("file_name is empty");
-  const prediction = parsePredictionValue(predictionField);
   if (prediction === undefined) {
     return fail(`prediction ${JSON.stringify(truncate(predictionField, 40))} is not a finite number`);
   }
   if ("rowIndex" in columns) {
     const rowField = (fields[columns.rowIndex] ?? "").trim();
-    if (!/^\d{1,9}$/.test(rowField))
+    if (!ROW_INDEX.test(rowField))
       return fail(`row ${JSON.stringify(truncate(rowField, 40))} is not an index`);
     return { ok: true, line, row: { fileName, rowIndex: Number(rowField), prediction } };
   }
@@ -456,14 +548,22 @@ function interpret(
   return { ok: true, line, row: { fileName, storeId, prediction } };
 }
 
+/** Lines parsed in one go before the event loop gets a turn, when the input comes in very large pieces. */
+const LINES_PER_TURN = 16_384;
+/** Text split in one go, likewise: a piece of input larger than this is split in slices of this size. */
+const SLICE_CHARS = 256 * 1024;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /**
- * Parses predictions.csv as it streams in. Yields one result per non-blank, non-header line, in file order.
- * Never throws because of the content; errors of the input stream itself propagate.
+ * Parses predictions.csv as it streams in, and yields the results of each piece of input as one array, in
+ * file order: one result per non-blank, non-header line. The form for hot paths: no promise per row. Never
+ * throws because of the content; errors of the input stream itself propagate.
  */
-export async function* parsePredictions(
-  input: AsyncIterable<Buffer | string> | NodeJS.ReadableStream,
+export async function* parsePredictionChunks(
+  input: AsyncIterable<Buffer | string | Uint8Array> | NodeJS.ReadableStream,
   options: ParsePredictionsOptions = {},
-): AsyncGenerator<ParsedPredictionLine, void, undefined> {
+): AsyncGenerator<ParsedPredictionLine[], void, undefined> {
   if (options.delimiter !== undefined && !DELIMITERS.includes(options.delimiter)) {
     throw new RangeError(`delimiter must be " ", "," or "\\t", got ${JSON.stringify(options.delimiter)}`);
   }
@@ -471,40 +571,78 @@ export async function* parsePredictions(
   const maxLineLength = positiveInteger("maxLineLength", options.maxLineLength, 65_536);
   const maxRawLength = positiveInteger("maxRawLength", options.maxRawLength, 256);
 
-  const lines = splitLines(input as AsyncIterable<Buffer | string>, maxLineLength, maxRawLength);
-  try {
-    // Read ahead far enough to decide the format, then replay those lines before streaming the rest.
-    const sample: PhysicalLine[] = [];
-    let nonBlank = 0;
-    let exhausted = false;
-    // Bounded in physical lines too, so a file of blank or over-long lines is not buffered whole.
-    while (nonBlank < sniffLines && sample.length < sniffLines + 1_000) {
-      const next = await lines.next();
-      if (next.done === true) {
-        exhausted = true;
-        break;
-      }
-      sample.push(next.value);
-      if (!next.value.tooLong && next.value.text.trim() !== "") nonBlank += 1;
-    }
-    const format = detectFormat(
+  // Lines are read ahead until the format is decided, then those lines are interpreted before the rest.
+  let format: PredictionsFormat | undefined;
+  const sample: Array<{ readonly line: number; readonly text: string; readonly tooLong: boolean }> = [];
+  let nonBlank = 0;
+  let out: ParsedPredictionLine[] = [];
+  let linesThisTurn = 0;
+
+  const decide = (): PredictionsFormat => {
+    const decided = detectFormat(
       sample.filter((l) => !l.tooLong && l.text.trim() !== "").map((l) => l.text),
       options.delimiter,
     );
-    options.onFormat?.(format);
+    format = decided;
+    options.onFormat?.(decided);
+    for (const l of sample) {
+      const result = interpret(l.line, l.text, l.tooLong, decided, maxLineLength, maxRawLength);
+      if (result !== undefined) out.push(result);
+    }
+    sample.length = 0;
+    return decided;
+  };
 
-    for (const physical of sample) {
-      const result = interpret(physical, format, maxLineLength, maxRawLength);
-      if (result !== undefined) yield result;
+  const splitter = createLineSplitter(maxLineLength, maxRawLength, (line, text, tooLong) => {
+    linesThisTurn += 1;
+    if (format !== undefined) {
+      const result = interpret(line, text, tooLong, format, maxLineLength, maxRawLength);
+      if (result !== undefined) out.push(result);
+      return;
     }
-    while (!exhausted) {
-      const next = await lines.next();
-      if (next.done === true) break;
-      const result = interpret(next.value, format, maxLineLength, maxRawLength);
-      if (result !== undefined) yield result;
-    }
-  } finally {
-    // Stops reading (and, for a Node stream, destroys it) when the caller breaks out early.
-    await lines.return(undefined);
+    sample.push({ line, text, tooLong });
+    if (!tooLong && text.trim() !== "") nonBlank += 1;
+    // Bounded in physical lines too, so a file of blank or over-long lines is not buffered whole.
+    if (nonBlank >= sniffLines || sample.length >= sniffLines + 1_000) decide();
+  });
+
+  function* flush(): Generator<ParsedPredictionLine[]> {
+    if (out.length === 0) return;
+    const done = out;
+    out = [];
+    yield done;
   }
+
+  // ignoreBOM: the decoder passes every BOM through, and the parser drops one leading BOM itself, for bytes
+  // and strings alike. Left to the decoder, how many leading BOMs go depends on the chunking (Node 24 drops
+  // two when the first one's bytes are split across chunks). Bytes are decoded incrementally, so a character
+  // split across chunks survives; invalid bytes become U+FFFD in their line only.
+  const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+  for await (const chunk of input as AsyncIterable<Buffer | string | Uint8Array>) {
+    const text = typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+    for (let from = 0; from < text.length; from += SLICE_CHARS) {
+      splitter.feed(from === 0 && text.length <= SLICE_CHARS ? text : text.slice(from, from + SLICE_CHARS));
+      yield* flush();
+      if (linesThisTurn >= LINES_PER_TURN) {
+        linesThisTurn = 0;
+        await nextTurn();
+      }
+    }
+  }
+  splitter.feed(decoder.decode());
+  splitter.end();
+  if (format === undefined) decide();
+  yield* flush();
+}
+
+/**
+ * Parses predictions.csv as it streams in. Yields one result per non-blank, non-header line, in file order.
+ * Never throws because of the content; errors of the input stream itself propagate. Stops reading (and, for a
+ * Node stream, destroys it) when the caller breaks out early.
+ */
+export async function* parsePredictions(
+  input: AsyncIterable<Buffer | string> | NodeJS.ReadableStream,
+  options: ParsePredictionsOptions = {},
+): AsyncGenerator<ParsedPredictionLine, void, undefined> {
+  for await (const results of parsePredictionChunks(input, options)) yield* results;
 }

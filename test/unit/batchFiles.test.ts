@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { type BatchFilePlan, planBatchFiles, serializeBatchFile } from "../../src/batcher/index.ts";
+import {
+  type BatchFilePlan,
+  planBatchFiles,
+  planBatchFilesStepwise,
+  runSteps,
+  serializeBatchFile,
+  serializeBatchFileSlices,
+} from "../../src/batcher/index.ts";
 import type { BatchMember, FeatureRow } from "../../src/types.ts";
 
 function members(...storeIds: string[]): BatchMember[] {
@@ -49,5 +56,36 @@ describe("planBatchFiles", () => {
       rows[2],
     ]);
     expect(JSON.parse(serializeBatchFile(rows, second as BatchFilePlan).toString())).toEqual([rows[1]]);
+  });
+
+  it("writes the same bytes a slice at a time, from the rows or from their json, for any slice size", () => {
+    const stores = ["A", "B", "A", "C", "A", "B", "é", "A"];
+    const rows: FeatureRow[] = stores.map((store_id, i) => ({ store_id, features: [i, i / 3, -0] }));
+    const json = rows.map((r) => JSON.stringify({ store_id: r.store_id, features: r.features }));
+    for (const file of planBatchFiles("b-6", members(...stores))) {
+      const whole = serializeBatchFile(rows, file);
+      expect(serializeBatchFile(rows, file, json)).toEqual(whole);
+      for (const slice of [1, 2, 3, 100]) {
+        expect(Buffer.concat([...serializeBatchFileSlices(rows, file, slice)])).toEqual(whole);
+        expect(Buffer.concat([...serializeBatchFileSlices(rows, file, slice, json)])).toEqual(whole);
+      }
+    }
+    expect(
+      Buffer.concat([...serializeBatchFileSlices(rows, { fileName: "e", memberIndexes: [] }, 2)]).toString(),
+    ).toBe("[]");
+  });
+
+  it("plans the same files a slice at a time, yielding between slices", () => {
+    const list = members(...Array.from({ length: 50 }, (_, i) => `S_${i % 7}`));
+    const steps = planBatchFilesStepwise("b-7", list, 8);
+    let yields = 0;
+    let step = steps.next();
+    while (step.done !== true) {
+      yields += 1;
+      step = steps.next();
+    }
+    expect(yields).toBe(6); // after events 8, 16, ..., 48
+    expect(step.value).toEqual(planBatchFiles("b-7", list));
+    expect(runSteps(planBatchFilesStepwise("b-7", list, 1))).toEqual(planBatchFiles("b-7", list));
   });
 });

@@ -4,12 +4,14 @@
  * repeatability id, resubmission after a failed job, endpoint outages and rejections, reading
  * predictions.csv, and abort. Azurite and the emulator are covered by the integration suites.
  */
+
 import { Readable } from "node:stream";
 import { describe, expect, it, vi } from "vitest";
 import type { BatchStore, UploadedFolder } from "../../src/azure/blobStore.ts";
 import type { EndpointCallOptions, JobState, SubmitJobRequest } from "../../src/azure/endpointClient.ts";
 import { EndpointError } from "../../src/azure/errors.ts";
 import type { JobOutcome, JobPoller, WatchOptions } from "../../src/azure/jobPoller.ts";
+import { packMembers, unpackMembers } from "../../src/batcher/members.ts";
 import {
   type BatchJobEvent,
   type BatchJobOptions,
@@ -256,19 +258,24 @@ describe("createBatchJobRunner", () => {
       expect(upload?.signal).toBeInstanceOf(AbortSignal);
       expect(upload?.signal?.aborted).toBe(false);
 
+      // Invariant 8: the members in columns, no object per event; file k's rows are the members it lists.
       expect(uploaded).toEqual({
         batchId: B,
-        members: sealed.members,
+        members: packMembers(sealed.members),
         files: [
-          { fileName: F0, blobPath: `batches/${B}/${F0}`, members: [m0, m1, m3] },
-          { fileName: F1, blobPath: `batches/${B}/${F1}`, members: [m2] },
-          { fileName: F2, blobPath: `batches/${B}/${F2}`, members: [m4] },
+          { fileName: F0, blobPath: `batches/${B}/${F0}`, memberIndexes: Uint32Array.from([0, 1, 3]) },
+          { fileName: F1, blobPath: `batches/${B}/${F1}`, memberIndexes: Uint32Array.from([2]) },
+          { fileName: F2, blobPath: `batches/${B}/${F2}`, memberIndexes: Uint32Array.from([4]) },
         ],
         folderUri: `${CONTAINER_URL}/batches/${B}`,
         manifestPath: `batches/_manifests/${B}.json`,
       });
+      expect(unpackMembers(uploaded.members)).toEqual([m0, m1, m2, m3, m4]);
+      expect(uploaded.members.storeIds).toEqual(["CA_1", "CA_2", "TX_1"]);
       // Invariant 8: nothing of the features outlives the upload.
-      expect(JSON.stringify(uploaded)).not.toContain('"features"');
+      expect(JSON.stringify(uploaded, (_, v) => (typeof v === "bigint" ? String(v) : v))).not.toContain(
+        '"features"',
+      );
 
       const bytes = [[r0, r1, r3], [r2], [r4]].reduce((sum, rows) => sum + JSON.stringify(rows).length, 0);
       expect(upload?.files.reduce((sum, f) => sum + f.bytes, 0)).toBe(bytes);
@@ -284,6 +291,61 @@ describe("createBatchJobRunner", () => {
       ]);
     });
 
+    it("writes a manifest from which restore rebuilds the batch: members in partition and offset order, every file's rows still mapped to their events", async () => {
+      const sealed = sealedBatch();
+      const { runner } = setup();
+      const uploaded = await runner.upload(sealed);
+      const restored = await runner.restore(uploaded.manifestPath);
+      if (restored === undefined) throw new Error("manifest not found");
+
+      const [m0, m1, m2, m3, m4] = sealed.members;
+      // Partitions 0, 1, 0, 1, 0: partition 0's events first, each partition in offset order.
+      expect(unpackMembers(restored.members)).toEqual([m0, m2, m4, m1, m3]);
+      expect(restored.files).toEqual([
+        { fileName: F0, blobPath: `batches/${B}/${F0}`, memberIndexes: Uint32Array.from([0, 3, 4]) },
+        { fileName: F1, blobPath: `batches/${B}/${F1}`, memberIndexes: Uint32Array.from([1]) },
+        { fileName: F2, blobPath: `batches/${B}/${F2}`, memberIndexes: Uint32Array.from([2]) },
+      ]);
+      const eventsOfFiles = (batch: typeof uploaded) =>
+        batch.files.map((file) => Array.from(file.memberIndexes, (i) => unpackMembers(batch.members)[i]));
+      expect(eventsOfFiles(restored)).toEqual(eventsOfFiles(uploaded));
+      expect(restored).toMatchObject({
+        batchId: B,
+        folderUri: uploaded.folderUri,
+        manifestPath: uploaded.manifestPath,
+      });
+    });
+
+    it("lays out a batch larger than one slice (files, manifest) the same: every event restored, every file's rows its events", async () => {
+      const stores = Array.from({ length: 40_000 }, (_, i) => `S_${i % 3}`);
+      const sealed = sealedBatch(stores);
+      const { runner, store } = setup();
+      const uploaded = await runner.upload(sealed);
+      const files = store.uploads[0]?.files ?? [];
+      expect(files.map((f) => f.rows.length)).toEqual(
+        Array.from({ length: files.length }, (_, k) => (k < 13_333 ? 3 : 1)),
+      );
+      expect(files.flatMap((f) => f.rows.map((r) => r.store_id)).sort()).toEqual([...stores].sort());
+      const restored = await runner.restore(uploaded.manifestPath);
+      if (restored === undefined) throw new Error("manifest not found");
+      const eventsOfFiles = (batch: typeof uploaded) => {
+        const all = unpackMembers(batch.members);
+        return batch.files.map((file) => Array.from(file.memberIndexes, (i) => all[i]));
+      };
+      expect(eventsOfFiles(restored)).toEqual(eventsOfFiles(uploaded));
+      expect(restored.members.length).toBe(40_000);
+
+      // Distinct stores: one file of 40,000 rows, written in slices, the same JSON.
+      const distinct = sealedBatch(
+        Array.from({ length: 40_000 }, (_, i) => `D_${i}`),
+        "b-distinct",
+      );
+      const one = setup();
+      await one.runner.upload(distinct);
+      expect(one.store.uploads[0]?.files.map((f) => f.rows)).toEqual([distinct.rows]);
+      expect(one.store.uploads[0]?.files[0]?.bytes).toBe(JSON.stringify(distinct.rows).length);
+    });
+
     it("makes one file of a batch of distinct stores", async () => {
       const sealed = sealedBatch(["A", "B", "C"]);
       const { runner, store } = setup();
@@ -292,7 +354,7 @@ describe("createBatchJobRunner", () => {
         { fileName: F0, rows: sealed.rows, bytes: JSON.stringify(sealed.rows).length },
       ]);
       expect(uploaded.files).toEqual([
-        { fileName: F0, blobPath: `batches/${B}/${F0}`, members: sealed.members },
+        { fileName: F0, blobPath: `batches/${B}/${F0}`, memberIndexes: Uint32Array.from([0, 1, 2]) },
       ]);
     });
 
@@ -355,8 +417,7 @@ describe("createBatchJobRunner", () => {
 
   describe("score", () => {
     it("guide flavor: submits the folder, watches the job, and matches predictions.csv to the members", async () => {
-      const { batch, members } = await uploadedBatch();
-      const [m0, m1, m2, m3, m4] = members;
+      const { batch } = await uploadedBatch();
       const store = fakeStore({
         predictions: () =>
           csv(
@@ -396,13 +457,13 @@ describe("createBatchJobRunner", () => {
         batch,
         jobId: "job-1",
         predictions: [
-          { member: m0, fileName: F0, prediction: 1.5 },
-          { member: m3, fileName: F0, prediction: 3.25 },
-          { member: m2, fileName: F1, prediction: 2.5 },
+          { memberIndex: 0, fileName: F0, prediction: 1.5 },
+          { memberIndex: 3, fileName: F0, prediction: 3.25 },
+          { memberIndex: 2, fileName: F1, prediction: 2.5 },
         ],
         missing: [
-          { member: m1, fileName: F0 },
-          { member: m4, fileName: F2 },
+          { memberIndex: 1, fileName: F0 },
+          { memberIndex: 4, fileName: F2 },
         ],
         predictedAt: expect.any(Date),
       });
@@ -429,7 +490,7 @@ describe("createBatchJobRunner", () => {
     });
 
     it("v2 flavor: names the output location before the job exists and reads predictions from there", async () => {
-      const { batch, members } = await uploadedBatch();
+      const { batch } = await uploadedBatch();
       const v2Path = `predictions/${B}/${B}-attempt1/predictions.csv`;
       const store = fakeStore({
         predictions: (path) => (path === v2Path ? csv(...FULL_PREDICTIONS) : undefined),
@@ -453,12 +514,12 @@ describe("createBatchJobRunner", () => {
       ]);
       expect(store.opened.map((o) => o.path)).toEqual([v2Path]);
       expect(result.jobId).toBe("azureml-job-9f3");
-      expect(result.predictions.map((p) => [p.member, p.prediction])).toEqual([
-        [members[0], 1.5],
-        [members[1], 2],
-        [members[3], 3.25],
-        [members[2], 4],
-        [members[4], 5.5],
+      expect(result.predictions.map((p) => [p.memberIndex, p.prediction])).toEqual([
+        [0, 1.5],
+        [1, 2],
+        [3, 3.25],
+        [2, 4],
+        [4, 5.5],
       ]);
       expect(result.missing).toEqual([]);
       expect(events.at(-1)).toEqual({
@@ -846,20 +907,19 @@ describe("createBatchJobRunner", () => {
     });
 
     it("reports every member missing when a Completed job wrote no predictions.csv", async () => {
-      const { batch, members } = await uploadedBatch();
+      const { batch } = await uploadedBatch();
       const store = fakeStore({ predictions: () => undefined });
       const { runner, events } = setup({ store });
 
       const result = scored(await runner.score(batch));
 
-      const [m0, m1, m2, m3, m4] = members;
       expect(result.predictions).toEqual([]);
       expect(result.missing).toEqual([
-        { member: m0, fileName: F0 },
-        { member: m1, fileName: F0 },
-        { member: m3, fileName: F0 },
-        { member: m2, fileName: F1 },
-        { member: m4, fileName: F2 },
+        { memberIndex: 0, fileName: F0 },
+        { memberIndex: 1, fileName: F0 },
+        { memberIndex: 3, fileName: F0 },
+        { memberIndex: 2, fileName: F1 },
+        { memberIndex: 4, fileName: F2 },
       ]);
       expect(store.opened).toHaveLength(1);
       expect(events.at(-1)).toEqual({

@@ -5,6 +5,7 @@
  * the recorded writes with decodeLedgerEntry, so what is asserted is what Kafka would be sent.
  */
 import { describe, expect, it } from "vitest";
+import { packMembers, unpackMembers } from "../../src/batcher/members.ts";
 import { decodeLedgerEntry, type LedgerEntry } from "../../src/ledger/record.ts";
 import {
   BatchDroppedError,
@@ -207,14 +208,17 @@ function harness(options: HarnessOptions = {}) {
   ): UploadedBatch => {
     const count = Math.max(0, ...members.map(fileOf)) + 1;
     const uploadedFiles = Array.from({ length: count }, (_, k) => {
-      const inFile = members.filter((m) => fileOf(m) === k);
+      const inFile = members.flatMap((m, i) => (fileOf(m) === k ? [i] : []));
       const blobPath = `in/${batchId}/${batchId}-${k}.json`;
-      files.set(blobPath, inFile.map(rowOf));
-      return { fileName: `${batchId}-${k}.json`, blobPath, members: inFile };
+      files.set(
+        blobPath,
+        inFile.map((i) => rowOf(members[i] as BatchMember)),
+      );
+      return { fileName: `${batchId}-${k}.json`, blobPath, memberIndexes: Uint32Array.from(inFile) };
     });
     return {
       batchId,
-      members,
+      members: packMembers(members),
       files: uploadedFiles,
       folderUri: `https://account.blob.core.windows.net/in/${batchId}`,
       manifestPath: `_manifests/${batchId}.json`,
@@ -251,15 +255,24 @@ function harness(options: HarnessOptions = {}) {
 
 /** A scored result: every member predicted except those listed missing. */
 function scored(batch: UploadedBatch, jobId: string, missing: readonly BatchMember[] = []): BatchResult {
-  const fileOf = (m: BatchMember) => batch.files.find((f) => f.members.includes(m))?.fileName ?? "?";
+  const fileOf = (i: number) => batch.files.find((f) => f.memberIndexes.includes(i))?.fileName ?? "?";
+  const keyOf = (m: BatchMember) => `${m.source.partition}/${m.source.offset}`;
+  const missed = new Set(missing.map(keyOf));
+  const all = unpackMembers(batch.members).map((member, memberIndex) => ({ member, memberIndex }));
   return {
     kind: "scored",
     batch,
     jobId,
-    predictions: batch.members
-      .filter((m) => !missing.includes(m))
-      .map((m) => ({ member: m, fileName: fileOf(m), prediction: predictionOf(m) })),
-    missing: missing.map((m) => ({ member: m, fileName: fileOf(m) })),
+    predictions: all
+      .filter(({ member }) => !missed.has(keyOf(member)))
+      .map(({ member, memberIndex }) => ({
+        memberIndex,
+        fileName: fileOf(memberIndex),
+        prediction: predictionOf(member),
+      })),
+    missing: all
+      .filter(({ member }) => missed.has(keyOf(member)))
+      .map(({ memberIndex }) => ({ memberIndex, fileName: fileOf(memberIndex) })),
     predictedAt: PREDICTED_AT,
   };
 }

@@ -187,4 +187,78 @@ describe("createOffsetTracker", () => {
     expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: (offset + 1n).toString() }]);
     expect(tracker.inFlight()).toBe(0);
   });
+
+  it("keeps offsets exact across chunks and gaps beyond 2^53, given as strings or BigInts", () => {
+    const tracker = createOffsetTracker();
+    // 10,000 contiguous offsets (several chunks), then one 2^60 further on, then contiguous again.
+    const far = 2n ** 60n;
+    const offsets = [
+      ...Array.from({ length: 10_000 }, (_, i) => BigInt(i)),
+      far,
+      ...Array.from({ length: 5 }, (_, i) => far + 1n + BigInt(i)),
+    ];
+    offsets.forEach((o, i) => {
+      expect(tracker.track(T, 0, i % 2 === 0 ? o : o.toString())).toBe(true);
+    });
+    expect(tracker.track(T, 0, far - 1n)).toBe(false); // below what was seen
+    // Everything but offset 9,999 and far + 2 completes, in reverse order.
+    for (const o of [...offsets].reverse()) {
+      if (o === 9_999n || o === far + 2n) continue;
+      expect(tracker.complete(T, 0, o)).toBe(true);
+    }
+    expect(tracker.complete(T, 0, far + 7n)).toBe(false); // never tracked
+    expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: "9999" }]);
+    expect(tracker.complete(T, 0, "9999")).toBe(true);
+    expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: String(far + 2n) }]);
+    expect(tracker.complete(T, 0, 5n)).toBe(false); // released long ago
+    expect(tracker.complete(T, 0, far + 2n)).toBe(true);
+    expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: String(far + 6n) }]);
+    expect(tracker.inFlight()).toBe(0);
+    expect(() => tracker.track(T, 0, -1n)).toThrow(RangeError);
+    expect(() => tracker.track(T, 0, 2n ** 63n)).toThrow(RangeError);
+  });
+
+  it("keeps offsets exact around a chunk's 32-bit reach", () => {
+    const tracker = createOffsetTracker();
+    const edge = 2n ** 32n;
+    const offsets = [7n, 7n + edge - 1n, 7n + edge, 7n + edge + 1n, 7n + 2n * edge];
+    for (const o of offsets) expect(tracker.track(T, 0, o)).toBe(true);
+    for (const o of [...offsets].reverse().slice(0, 4)) expect(tracker.complete(T, 0, o)).toBe(true);
+    expect(tracker.complete(T, 0, 7n + edge - 2n)).toBe(false); // never tracked
+    expect(tracker.committable()).toEqual([]);
+    expect(tracker.complete(T, 0, 7n)).toBe(true);
+    expect(tracker.committable()).toEqual([{ topic: T, partition: 0, offset: String(7n + 2n * edge + 1n) }]);
+  });
+
+  it("completes a range as completing each of its tracked offsets would, gaps and chunk ends included", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed / 2_147_483_648;
+    };
+    for (let round = 0; round < 30; round++) {
+      const one = createOffsetTracker();
+      const bulk = createOffsetTracker();
+      const tracked: bigint[] = [];
+      let offset = BigInt(Math.floor(random() * 100));
+      for (let i = 0; i < 9_000; i++) {
+        // Mostly consecutive, sometimes a gap, once in a while one past a chunk's 32-bit reach.
+        offset += random() < 0.9 ? 1n : random() < 0.98 ? BigInt(2 + Math.floor(random() * 50)) : 2n ** 33n;
+        tracked.push(offset);
+        one.track(T, 0, offset);
+        bulk.track(T, 0, offset);
+      }
+      const last = tracked[tracked.length - 1] as bigint;
+      for (let r = 0; r < 40; r++) {
+        const a = tracked[Math.floor(random() * tracked.length)] as bigint;
+        const from = a - BigInt(Math.floor(random() * 3));
+        const to = random() < 0.1 ? last + 5n : from + BigInt(Math.floor(random() * 600));
+        const expected = tracked.filter((o) => o >= from && o <= to && one.complete(T, 0, o)).length;
+        expect(bulk.completeRange(T, 0, from, to)).toBe(expected);
+        expect(bulk.inFlight()).toBe(one.inFlight());
+        expect(bulk.committable()).toEqual(one.committable());
+      }
+    }
+    expect(createOffsetTracker().completeRange(T, 0, 1n, 5n)).toBe(0);
+  });
 });

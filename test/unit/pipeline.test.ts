@@ -4,8 +4,10 @@
  * the tests control, a fake consumer recording pause/resume, the real batch policy and batcher, and the real
  * retry policy (1-2 ms waits). The coordinator itself is covered in coordinator.test.ts.
  */
+
 import { afterEach, describe, expect, it } from "vitest";
 import { createBatchPolicy } from "../../src/batcher/index.ts";
+import { packMembers } from "../../src/batcher/members.ts";
 import { type EventDecoder, RegistryUnavailableError } from "../../src/consumer/decode.ts";
 import type { InputMessage } from "../../src/consumer/inputConsumer.ts";
 import type { InvalidReason } from "../../src/consumer/validate.ts";
@@ -171,7 +173,7 @@ class FakeCoordinator implements Coordinator {
 
   async recordJob(run: BatchRun, progress: JobProgress): Promise<void> {
     this.recorded.push({ run, progress });
-    if (!run.batch.members.some((m) => this.owns(run, m.source.partition)))
+    if (!run.batch.members.partitions.some((p) => this.owns(run, p)))
       throw new BatchDroppedError(run.batch.batchId);
   }
 
@@ -184,7 +186,7 @@ class FakeCoordinator implements Coordinator {
     this.settled.push({ run, result });
     const gate = this.settleGates.shift();
     if (gate) await gate;
-    this.events -= result.batch.members.filter((m) => this.owns(run, m.source.partition)).length;
+    this.events -= result.batch.members.partitions.filter((p) => this.owns(run, p)).length;
   }
 
   unusableSinceMs(): number | undefined {
@@ -203,9 +205,13 @@ class FakeCoordinator implements Coordinator {
 function uploadedOf(batch: Pick<SealedBatch, "batchId" | "members">): UploadedBatch {
   return {
     batchId: batch.batchId,
-    members: batch.members,
+    members: packMembers(batch.members),
     files: [
-      { fileName: `${batch.batchId}-0.json`, blobPath: `in/${batch.batchId}-0.json`, members: batch.members },
+      {
+        fileName: `${batch.batchId}-0.json`,
+        blobPath: `in/${batch.batchId}-0.json`,
+        memberIndexes: Uint32Array.from(batch.members.keys()),
+      },
     ],
     folderUri: `https://account.blob.core.windows.net/in/${batch.batchId}`,
     manifestPath: `_manifests/${batch.batchId}.json`,
@@ -217,8 +223,8 @@ function scoredResult(batch: UploadedBatch, jobId = `job-${batch.batchId}`): Bat
     kind: "scored",
     batch,
     jobId,
-    predictions: batch.members.map((member) => ({
-      member,
+    predictions: Array.from({ length: batch.members.length }, (_, memberIndex) => ({
+      memberIndex,
       fileName: `${batch.batchId}-0.json`,
       prediction: 1,
     })),

@@ -314,4 +314,37 @@ describe("createPublisher", () => {
     ).rejects.toBe(error);
     expect(batches).toHaveLength(0);
   });
+
+  it("sends what several callers send while a request is in flight together, in one request, and acknowledges each", async () => {
+    const { kafka, batches } = fakeKafka();
+    const publisher = publisherFor(kafka);
+    const msg = (key: string) => ({ key, value: Buffer.from(key) });
+    const first = publisher.send([{ topic: RESULTS, messages: [msg("a")] }]);
+    // Made while the first request is in flight: they wait for it, then share one request.
+    const second = publisher.send([{ topic: RESULTS, messages: [msg("b")] }]);
+    const third = publisher.send([{ topic: DLQ, messages: [msg("c")] }]);
+    await Promise.all([first, second, third]);
+    expect(
+      batches.map((b) => flatten(b).map(({ topic, message }) => `${topic}:${message.key}`)),
+    ).toStrictEqual([[`${RESULTS}:a`], [`${RESULTS}:b`, `${DLQ}:c`]]);
+  });
+
+  it("rejects every caller of a shared request that failed, and sends the next callers' records afterwards", async () => {
+    const error = new Error("REQUEST_TIMED_OUT");
+    const { kafka, batches } = fakeKafka({ call: 2, error });
+    const publisher = publisherFor(kafka);
+    const msg = (key: string) => ({ key, value: Buffer.from(key) });
+    const first = publisher.send([{ topic: RESULTS, messages: [msg("a")] }]);
+    const second = publisher.send([{ topic: RESULTS, messages: [msg("b")] }]);
+    const third = publisher.send([{ topic: RESULTS, messages: [msg("c")] }]);
+    await expect(first).resolves.toBeUndefined();
+    await expect(second).rejects.toBe(error);
+    await expect(third).rejects.toBe(error);
+    await publisher.send([{ topic: RESULTS, messages: [msg("d")] }]);
+    expect(batches.map((b) => flatten(b).map(({ message }) => message.key))).toStrictEqual([
+      ["a"],
+      ["b", "c"],
+      ["d"],
+    ]);
+  });
 });
