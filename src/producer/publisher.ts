@@ -51,23 +51,26 @@ export function* chunksOf(
   topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>,
   maxBytes: number,
 ): Generator<Array<{ topic: string; messages: Message[] }>> {
-  let current: Array<{ topic: string; messages: Message[] }> = [];
+  // Each topic once per group: kafkajs keys a request's topics by name, so a topic given twice in one
+  // sendBatch loses the records of its first entry (and still resolves). Records of a topic keep their order.
+  let current = new Map<string, Message[]>();
   let bytes = 0;
+  const group = () => [...current].map(([topic, messages]) => ({ topic, messages }));
   for (const { topic, messages } of topicMessages) {
     for (const message of messages) {
       const size = messageBytes(message);
       if (bytes + size > maxBytes && bytes > 0) {
-        yield current;
-        current = [];
+        yield group();
+        current = new Map();
         bytes = 0;
       }
-      const last = current.at(-1);
-      if (last?.topic === topic) last.messages.push(message);
-      else current.push({ topic, messages: [message] });
+      const list = current.get(topic);
+      if (list) list.push(message);
+      else current.set(topic, [message]);
       bytes += size;
     }
   }
-  if (current.length > 0) yield current;
+  if (current.size > 0) yield group();
 }
 
 /**
@@ -112,8 +115,10 @@ export function createPublisher(options: PublisherOptions): Publisher {
    * Sends made while a request is in flight wait for it and then go together, in one sendBatch: with one
    * request in flight (the idempotent producer's sequence numbers need it), the writes of several input
    * partitions then share a request instead of queueing one request each. Every caller resolves once all of
-   * its records are acknowledged; if a request of its group fails, every caller of the group is rejected
-   * (and retries its own write).
+   * its records are acknowledged. If a shared request fails, no caller can tell which of its records went:
+   * each is sent again on its own, so one caller's bad record (too large, a topic it may not write) fails that
+   * caller alone. A record of the failed request that did land is then sent twice, which at-least-once (the
+   * only mode that uses this producer for outcomes) allows.
    */
   interface Pending {
     readonly topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>;
@@ -122,24 +127,36 @@ export function createPublisher(options: PublisherOptions): Publisher {
   }
   let pending: Pending[] = [];
   let sending = false;
+  // Several requests when needed: one request must stay under the broker's message.max.bytes (1 MiB by
+  // default), whatever a fetch of invalid events added up to.
+  const sendAll = async (topicMessages: ReadonlyArray<{ topic: string; messages: Message[] }>) => {
+    for (const chunk of chunksOf(topicMessages, MAX_REQUEST_BYTES)) {
+      await producer.sendBatch({ topicMessages: chunk, acks: -1 });
+    }
+  };
+  const sendAlone = async (p: Pending) => {
+    try {
+      await sendAll(p.topicMessages);
+      p.resolve();
+    } catch (error) {
+      p.reject(error);
+    }
+  };
   const drain = async () => {
     sending = true;
     try {
       while (pending.length > 0) {
         const group = pending;
         pending = [];
+        if (group.length === 1) {
+          await sendAlone(group[0] as Pending);
+          continue;
+        }
         try {
-          // Several requests when needed: one request per partition batch must stay under the broker's
-          // message.max.bytes (1 MiB by default), whatever a fetch of invalid events added up to.
-          for (const chunk of chunksOf(
-            group.flatMap((p) => p.topicMessages),
-            MAX_REQUEST_BYTES,
-          )) {
-            await producer.sendBatch({ topicMessages: chunk, acks: -1 });
-          }
+          await sendAll(group.flatMap((p) => p.topicMessages));
           for (const p of group) p.resolve();
-        } catch (error) {
-          for (const p of group) p.reject(error);
+        } catch {
+          for (const p of group) await sendAlone(p);
         }
       }
     } finally {

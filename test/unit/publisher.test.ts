@@ -18,7 +18,12 @@ const NOW = new Date(Date.UTC(2025, 0, 2, 3, 4, 5, 678));
  * A fake kafkajs client: records the producer config and every producer call. `failOnSend` makes the n-th
  * sendBatch (1-based) reject with the given error.
  */
-function fakeKafka(failOnSend?: { call: number; error: Error }) {
+function fakeKafka(failOnSend?: {
+  call?: number;
+  error: Error;
+  /** Fails every sendBatch this says yes to (a poison record), instead of the n-th. */
+  when?: (batch: ProducerBatch) => boolean;
+}) {
   const configs: ProducerConfig[] = [];
   const batches: ProducerBatch[] = [];
   const events: string[] = [];
@@ -29,7 +34,8 @@ function fakeKafka(failOnSend?: { call: number; error: Error }) {
     async sendBatch(batch: ProducerBatch) {
       batches.push(batch);
       events.push("sendBatch");
-      if (failOnSend && batches.length === failOnSend.call) throw failOnSend.error;
+      if (failOnSend && (batches.length === failOnSend.call || failOnSend.when?.(batch)))
+        throw failOnSend.error;
       return [];
     },
     async disconnect() {
@@ -329,21 +335,63 @@ describe("createPublisher", () => {
     ).toStrictEqual([[`${RESULTS}:a`], [`${RESULTS}:b`, `${DLQ}:c`]]);
   });
 
-  it("rejects every caller of a shared request that failed, and sends the next callers' records afterwards", async () => {
-    const error = new Error("REQUEST_TIMED_OUT");
-    const { kafka, batches } = fakeKafka({ call: 2, error });
+  it("names each topic once in a shared request (kafkajs keys a request's topics by name and would drop the first), each topic's records in order", async () => {
+    const { kafka, batches } = fakeKafka();
+    const publisher = publisherFor(kafka);
+    const msg = (key: string) => ({ key, value: Buffer.from(key) });
+    const first = publisher.send([{ topic: RESULTS, messages: [msg("a")] }]);
+    const second = publisher.send([
+      { topic: RESULTS, messages: [msg("b1"), msg("b2")] },
+      { topic: DLQ, messages: [msg("x")] },
+    ]);
+    const third = publisher.send([
+      { topic: RESULTS, messages: [msg("c")] },
+      { topic: DLQ, messages: [msg("y")] },
+    ]);
+    await Promise.all([first, second, third]);
+    const shared = batches[1] as ProducerBatch;
+    expect(shared.topicMessages?.map((t) => [t.topic, t.messages.map((m) => String(m.key))])).toStrictEqual([
+      [RESULTS, ["b1", "b2", "c"]],
+      [DLQ, ["x", "y"]],
+    ]);
+    expect(batches).toHaveLength(2);
+  });
+
+  it("sends each caller of a shared request that failed again on its own: a poison record fails its caller alone", async () => {
+    const error = new Error("MESSAGE_TOO_LARGE");
+    const poisoned = (batch: ProducerBatch) =>
+      (batch.topicMessages ?? []).some((t) => t.messages.some((m) => String(m.key) === "poison"));
+    const { kafka, batches } = fakeKafka({ error, when: poisoned });
     const publisher = publisherFor(kafka);
     const msg = (key: string) => ({ key, value: Buffer.from(key) });
     const first = publisher.send([{ topic: RESULTS, messages: [msg("a")] }]);
     const second = publisher.send([{ topic: RESULTS, messages: [msg("b")] }]);
+    const bad = publisher.send([{ topic: DLQ, messages: [msg("poison")] }]);
     const third = publisher.send([{ topic: RESULTS, messages: [msg("c")] }]);
     await expect(first).resolves.toBeUndefined();
-    await expect(second).rejects.toBe(error);
-    await expect(third).rejects.toBe(error);
-    await publisher.send([{ topic: RESULTS, messages: [msg("d")] }]);
-    expect(batches.map((b) => flatten(b).map(({ message }) => message.key))).toStrictEqual([
+    await expect(second).resolves.toBeUndefined();
+    await expect(bad).rejects.toBe(error);
+    await expect(third).resolves.toBeUndefined();
+    expect(batches.map((b) => flatten(b).map(({ message }) => String(message.key)))).toStrictEqual([
       ["a"],
-      ["b", "c"],
+      ["b", "c", "poison"],
+      ["b"],
+      ["poison"],
+      ["c"],
+    ]);
+  });
+
+  it("rejects a caller whose request fails on its own too, and sends the next callers' records afterwards", async () => {
+    const error = new Error("REQUEST_TIMED_OUT");
+    const { kafka, batches } = fakeKafka({ call: 2, error });
+    const publisher = publisherFor(kafka);
+    const msg = (key: string) => ({ key, value: Buffer.from(key) });
+    await expect(publisher.send([{ topic: RESULTS, messages: [msg("a")] }])).resolves.toBeUndefined();
+    await expect(publisher.send([{ topic: RESULTS, messages: [msg("b")] }])).rejects.toBe(error);
+    await publisher.send([{ topic: RESULTS, messages: [msg("d")] }]);
+    expect(batches.map((b) => flatten(b).map(({ message }) => String(message.key)))).toStrictEqual([
+      ["a"],
+      ["b"],
       ["d"],
     ]);
   });
