@@ -122,6 +122,8 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
    */
   interface PendingCommit {
     readonly entries: readonly TopicPartitionOffset[];
+    /** The group generation the caller asked in: a commit that waited past a rebalance is not sent. */
+    readonly generation: number;
     readonly resolve: () => void;
     readonly reject: (error: unknown) => void;
   }
@@ -131,11 +133,16 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
     committing = true;
     try {
       while (pendingCommits.length > 0) {
-        const group = pendingCommits;
+        // The broker does not check who owns a partition: an offset asked for before a rebalance and sent
+        // after it could move the new owner's commit point back. Such a caller is refused; it commits again.
+        const generation = joins;
+        const stale = pendingCommits.filter((p) => p.generation !== generation);
+        const group = pendingCommits.filter((p) => p.generation === generation);
         pendingCommits = [];
+        for (const p of stale) p.reject(new Error("the group rebalanced before the commit was sent"));
+        if (group.length === 0) continue;
         try {
           if (!joined) throw new Error("not a member of the group right now");
-          const generation = joins;
           await consumer.commitOffsets(group.flatMap((p) => p.entries.map((e) => ({ ...e }))));
           if (!joined || joins !== generation) throw new Error("the group rebalanced during the commit");
           for (const p of group) p.resolve();
@@ -209,7 +216,7 @@ export function createInputConsumer(options: InputConsumerOptions): InputConsume
       // kafkajs silently skips a commit while it rejoins: report it, so the entries are committed later.
       if (!joined) return Promise.reject(new Error("not a member of the group right now"));
       return new Promise<void>((resolve, reject) => {
-        pendingCommits.push({ entries, resolve, reject });
+        pendingCommits.push({ entries, generation: joins, resolve, reject });
         if (!committing) void drainCommits();
       });
     },
