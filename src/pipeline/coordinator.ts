@@ -648,7 +648,11 @@ export function createCoordinator(options: CoordinatorOptions): Coordinator {
             mine = { messages: [], timestamps: [] };
             predictionsBy.set(partition, mine);
           }
-          mine.messages.push({ key: record.store_id, value: options.encodePrediction(record) });
+          const value = options.encodePrediction(record);
+          // An asynchronous encoder's promise is awaited below, after other awaits: a rejection before then
+          // must not count as unhandled (Node would end the process); the await still sees it.
+          if (value instanceof Promise) value.catch(() => {});
+          mine.messages.push({ key: record.store_id, value });
           mine.timestamps.push(record.source_timestamp);
           // A large batch is encoded in slices, with the event loop getting a turn between them.
           if (++encodedCount % ENCODE_SLICE === 0) await nextTurn();

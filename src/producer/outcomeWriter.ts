@@ -13,6 +13,9 @@
 import type { Kafka, Message, Producer } from "kafkajs";
 import { chunksOf, MAX_REQUEST_BYTES } from "./publisher.ts";
 
+/** How long close() waits for a fencing attempt still in flight before it disconnects anyway. */
+const CLOSE_FENCING_WAIT_MS = 2_000;
+
 export interface TopicMessages {
   readonly topic: string;
   readonly messages: Message[];
@@ -141,7 +144,12 @@ export function createTransactionalWriter(options: TransactionalWriterOptions): 
       await producer.disconnect().catch(() => {});
       // kafkajs retries InitProducerId on its own (a coordinator still loading, on a new broker) and connects
       // again for it after a disconnect: once the fencing in flight has ended, disconnect what it opened.
-      await fencing;
+      // kafkajs retries that without limit, so the wait is bounded: a coordinator that stays away must not
+      // keep the member in its group (the next owner would wait for the session timeout).
+      await Promise.race([
+        fencing,
+        new Promise((resolve) => setTimeout(resolve, CLOSE_FENCING_WAIT_MS).unref()),
+      ]);
       await producer.disconnect().catch(() => {});
     },
   };
