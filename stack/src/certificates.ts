@@ -74,53 +74,8 @@ export function ensureBrokerCertificates(dir: string): BrokerCertificates {
   if ([files.caFile, files.caKeyFile, files.keystoreFile].every((file) => existsSync(file))) return files;
   requireProgram("openssl", "version", OPENSSL_HINT);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(
-    join(dir, "broker.ext"),
-    [
-      "basicConstraints=critical,CA:FALSE",
-      "keyUsage=critical,digitalSignature,keyEncipherment",
-      "extendedKeyUsage=serverAuth",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "",
-    ].join("\n"),
-  );
-  const days = ["-days", "30"];
   createCa(dir, `/CN=forecast-connector local CA ${randomBytes(4).toString("hex")}`);
-  openssl(
-    [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "broker.key",
-      "-out",
-      "broker.csr",
-      "-subj",
-      "/CN=localhost",
-    ],
-    dir,
-  );
-  openssl(
-    [
-      "x509",
-      "-req",
-      "-in",
-      "broker.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-set_serial",
-      `0x${randomBytes(8).toString("hex")}`,
-      "-out",
-      "broker.pem",
-      ...days,
-      "-extfile",
-      "broker.ext",
-    ],
-    dir,
-  );
+  issueLocalhostCertificate(dir, "broker");
   openssl(
     [
       "pkcs12",
@@ -253,8 +208,18 @@ export function ensureServerCertificates(dir: string): ServerCertificates {
   if ([files.caFile, files.certFile, files.keyFile].every((file) => existsSync(file))) return files;
   requireProgram("openssl", "version", OPENSSL_HINT);
   mkdirSync(dir, { recursive: true });
+  createCa(dir, `/CN=forecast-connector local CA ${randomBytes(4).toString("hex")}`);
+  issueLocalhostCertificate(dir, "server");
+  return files;
+}
+
+/**
+ * Issues `<name>.key` and `<name>.pem` in `dir`, signed by the CA there (ca.pem, ca.key): a TLS server
+ * certificate for localhost and 127.0.0.1, valid 30 days.
+ */
+function issueLocalhostCertificate(dir: string, name: string): void {
   writeFileSync(
-    join(dir, "server.ext"),
+    join(dir, `${name}.ext`),
     [
       "basicConstraints=critical,CA:FALSE",
       "keyUsage=critical,digitalSignature,keyEncipherment",
@@ -263,7 +228,6 @@ export function ensureServerCertificates(dir: string): ServerCertificates {
       "",
     ].join("\n"),
   );
-  createCa(dir, `/CN=forecast-connector local CA ${randomBytes(4).toString("hex")}`);
   openssl(
     [
       "req",
@@ -271,9 +235,9 @@ export function ensureServerCertificates(dir: string): ServerCertificates {
       "rsa:2048",
       "-nodes",
       "-keyout",
-      "server.key",
+      `${name}.key`,
       "-out",
-      "server.csr",
+      `${name}.csr`,
       "-subj",
       "/CN=localhost",
     ],
@@ -284,7 +248,7 @@ export function ensureServerCertificates(dir: string): ServerCertificates {
       "x509",
       "-req",
       "-in",
-      "server.csr",
+      `${name}.csr`,
       "-CA",
       "ca.pem",
       "-CAkey",
@@ -292,13 +256,12 @@ export function ensureServerCertificates(dir: string): ServerCertificates {
       "-set_serial",
       `0x${randomBytes(8).toString("hex")}`,
       "-out",
-      "server.pem",
+      `${name}.pem`,
       "-days",
       "30",
       "-extfile",
-      "server.ext",
+      `${name}.ext`,
     ],
     dir,
   );
-  return files;
 }

@@ -6,17 +6,15 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
-import { fileURLToPath } from "node:url";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
 import type { Kafka } from "kafkajs";
 import { inject } from "vitest";
 import { createEmulator, type Emulator, type EmulatorFaults } from "../../emulator/index.ts";
 import { localConnectorEnv } from "../../stack/src/connectorEnv.ts";
+import { CLI, cliEnv } from "../helpers/cli.ts";
 import { expectedPrediction, features } from "../helpers/connectorHarness.ts";
 import { createTopics, testKafka, uniqueName } from "../helpers/kafka.ts";
-
-const CLI = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
 
 export type Mode = "exactly-once" | "at-least-once";
 
@@ -183,12 +181,7 @@ export async function createWorld(options: WorldOptions) {
 
   const start = (name: string): ConnectorProcess => {
     const child = spawn(process.execPath, [CLI, "run"], {
-      // NODE_EXTRA_CA_CERTS: the local stack's Azurite serves HTTPS with the tests' CA (globalSetup.ts).
-      env: {
-        PATH: process.env.PATH ?? "",
-        ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
-        ...env,
-      },
+      env: cliEnv(env),
       stdio: ["ignore", "pipe", "pipe"],
     });
     const logs: LogLine[] = [];

@@ -1,39 +1,9 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { describe, expect, inject, it } from "vitest";
 import { createEmulator } from "../../emulator/index.ts";
 import { freePort } from "../../stack/src/processes.ts";
+import { runCli } from "../helpers/cli.ts";
 import { uniqueName } from "../helpers/kafka.ts";
-
-const CLI = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
-
-interface Run {
-  readonly exitCode: Promise<number | null>;
-  readonly output: () => string;
-  readonly child: ReturnType<typeof spawn>;
-}
-
-function runCli(env: Record<string, string>): Run {
-  const child = spawn(process.execPath, [CLI, "run"], {
-    // NODE_EXTRA_CA_CERTS: the local stack's Azurite serves HTTPS with the tests' CA (globalSetup.ts).
-    env: {
-      PATH: process.env.PATH ?? "",
-      ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.on("data", (chunk) => {
-    output += chunk;
-  });
-  child.stderr.on("data", (chunk) => {
-    output += chunk;
-  });
-  const exitCode = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { exitCode, output: () => output, child };
-}
 
 async function baseEnv(id: string, scoringUri: string) {
   const stack = inject("stack");

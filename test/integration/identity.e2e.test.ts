@@ -6,12 +6,11 @@
  * OAuth). Also: renewals of short-lived tokens without a request lost, a wrong secret stopping start-up, and no
  * secret, token, key or signature in any log line or dead letter of a run at debug level.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { createEmulator } from "../../emulator/index.ts";
 import { AZURITE_ACCOUNT_KEY } from "../../stack/src/azurite.ts";
 import { freePort } from "../../stack/src/processes.ts";
+import { runCli } from "../helpers/cli.ts";
 import {
   type DeadLetterRecord,
   expectedPrediction,
@@ -26,7 +25,6 @@ type Harness = Awaited<ReturnType<typeof startHarness>>;
 
 const ML = "https://ml.azure.com";
 const STORAGE = "https://storage.azure.com";
-const CLI = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -219,32 +217,6 @@ describe("short-lived tokens", () => {
     );
   });
 });
-
-interface CliRun {
-  readonly child: ChildProcess;
-  readonly exitCode: Promise<number | null>;
-  output(): string;
-}
-
-function runCli(env: Record<string, string>): CliRun {
-  const child = spawn(process.execPath, [CLI, "run"], {
-    env: {
-      PATH: process.env.PATH ?? "",
-      ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.on("data", (chunk) => {
-    output += chunk;
-  });
-  child.stderr?.on("data", (chunk) => {
-    output += chunk;
-  });
-  const exitCode = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, exitCode, output: () => output };
-}
 
 describe("credentials never leak", () => {
   it("a wrong client secret stops start-up naming the credential and AADSTS7000215, without the secret", async () => {
