@@ -8,6 +8,7 @@
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Kafka, logLevel } from "kafkajs";
+import { answerParent, type Request } from "./childProtocol.ts";
 import type { Progress, Report } from "./connectorProcess.ts";
 
 const need = (name: string): string => {
@@ -60,8 +61,6 @@ function progress(): Progress {
     jobsCompleted: 0,
   };
 }
-
-type Request = { id: number; cmd: "start" | "progress" | "memory" | "report" | "stop" };
 
 async function handle(request: Request): Promise<unknown> {
   switch (request.cmd) {
@@ -120,16 +119,4 @@ async function handle(request: Request): Promise<unknown> {
   }
 }
 
-process.on("message", (request: Request) => {
-  handle(request).then(
-    (result) => {
-      process.send?.({ id: request.id, ok: true, result });
-      if (request.cmd === "stop") process.disconnect();
-    },
-    (error: Error) => process.send?.({ id: request.id, ok: false, error: error.stack ?? String(error) }),
-  );
-});
-process.on("disconnect", () => {
-  setTimeout(() => process.exit(0), 5_000).unref();
-  void Promise.allSettled([consumer.disconnect(), producer.disconnect()]).finally(() => process.exit(0));
-});
+answerParent(handle, () => Promise.allSettled([consumer.disconnect(), producer.disconnect()]), 5_000);

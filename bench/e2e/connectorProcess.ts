@@ -19,6 +19,7 @@ import { Registry } from "prom-client";
 import { loadConfig } from "../../src/config/index.ts";
 import { type Connector, startConnector } from "../../src/connector.ts";
 import { gc } from "../lib.ts";
+import { answerParent, type Request } from "./childProtocol.ts";
 
 export interface Progress {
   readonly consumed: number;
@@ -52,8 +53,6 @@ export interface Report extends Progress {
     readonly peakRssBytes: number;
   };
 }
-
-type Request = { id: number; cmd: "start" | "progress" | "memory" | "report" | "stop" };
 
 const cpuUs = () => {
   const { user, system } = process.cpuUsage();
@@ -206,17 +205,4 @@ async function handle(request: Request): Promise<unknown> {
   }
 }
 
-process.on("message", (request: Request) => {
-  handle(request).then(
-    (result) => {
-      process.send?.({ id: request.id, ok: true, result });
-      if (request.cmd === "stop") process.disconnect();
-    },
-    (error: Error) => process.send?.({ id: request.id, ok: false, error: error.stack ?? String(error) }),
-  );
-});
-// The parent gone: nothing left to measure for.
-process.on("disconnect", () => {
-  setTimeout(() => process.exit(0), 10_000).unref();
-  void connector?.stop().finally(() => process.exit(0));
-});
+answerParent(handle, async () => connector?.stop(), 10_000);
