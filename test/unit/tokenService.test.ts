@@ -354,7 +354,9 @@ describe("emulator token validation", () => {
       tenantId: TENANT,
       tls: ensureServerCertificates(join(dir, "tls")),
       clients: [{ clientId: CLIENT_ID, secret: SECRET }],
-      tokenLifetimeSeconds: 1,
+      // Long enough to be valid at the first check on a busy machine (the JWKS is fetched then), short enough
+      // to wait out; exp is in whole seconds.
+      tokenLifetimeSeconds: 4,
     });
     try {
       const response = await fetch(`${shortLived.authority}/oauth2/v2.0/token`, {
@@ -373,7 +375,10 @@ describe("emulator token validation", () => {
         clockSkewSeconds: 0,
       });
       expect(await auth.authenticate(token, "data-plane")).toEqual({ ok: true });
-      await new Promise((resolve) => setTimeout(resolve, 2100));
+      const { exp } = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as {
+        exp: number;
+      };
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, (exp + 1) * 1000 - Date.now() + 50)));
       expect(await auth.authenticate(token, "data-plane")).toEqual({
         ok: false,
         description: "The token is expired",
