@@ -3,7 +3,7 @@
  * batch, armed on its first event and cleared on seal).
  *   node bench/batcher.ts
  */
-import { createBatcher, createBatchPolicy, rowSizeBytes } from "../src/batcher/index.ts";
+import { createBatcher, createBatchPolicy, rowSizeBytes, serializeRow } from "../src/batcher/index.ts";
 import type { FeatureEvent } from "../src/types.ts";
 import {
   banner,
@@ -36,6 +36,7 @@ const events: FeatureEvent[] = Array.from({ length: EVENTS }, (_, i) => {
     },
     row,
     sizeBytes: rowSizeBytes(row),
+    json: serializeRow(row),
   };
 });
 

@@ -24,8 +24,8 @@ export interface FeatureEvent {
   readonly row: FeatureRow;
   /** Size of the row once serialised into the batch file, in bytes (drives the byte trigger). */
   readonly sizeBytes: number;
-  /** The row as serialised into the batch file (serializeRow), when the size was taken from it: not stringified again. */
-  readonly json?: string;
+  /** The row as serialised into the batch file (serializeRow): its size is taken from it, and it is not stringified again. */
+  readonly json: string;
 }
 
 /** Why a batch was sealed. Bounded set: it is a metric label. */
@@ -68,8 +68,8 @@ export interface SealedBatch {
   /** Unique per batch; also the stem of its input files' names, so predictions can never match another batch. */
   readonly batchId: string;
   readonly rows: readonly FeatureRow[];
-  /** The rows as serialised (serializeRow), in the same order, when every event came with its json. */
-  readonly rowJson?: readonly string[];
+  /** The rows as serialised (serializeRow), in the same order: what the batch files are made of. */
+  readonly rowJson: readonly string[];
   readonly members: readonly BatchMember[];
   readonly trigger: FlushTrigger;
   readonly sizeBytes: number;

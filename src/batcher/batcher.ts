@@ -53,8 +53,8 @@ function defaultBatchId(nowMs: number): string {
 
 interface OpenBatch {
   readonly rows: FeatureRow[];
-  /** Each row's json, while every event so far brought one. */
-  json: string[] | undefined;
+  /** Each row's json (FeatureEvent.json), in row order. */
+  json: string[];
   readonly members: BatchMember[];
   size: BatchSize;
   readonly openedAtMs: number;
@@ -94,7 +94,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
     const sealed: SealedBatch = Object.freeze({
       batchId,
       rows: Object.freeze(batch.rows),
-      ...(batch.json !== undefined ? { rowJson: Object.freeze(batch.json) } : {}),
+      rowJson: Object.freeze(batch.json),
       members: Object.freeze(batch.members),
       trigger,
       sizeBytes: batch.size.bytes,
@@ -133,8 +133,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
       if (open !== undefined && !policy.fits(open.size, rowBytes)) seal("bytes");
       open ??= start();
       open.rows.push(event.row);
-      if (event.json === undefined) open.json = undefined;
-      else open.json?.push(event.json);
+      open.json.push(event.json);
       open.members.push({ source: event.source, storeId: event.row.store_id });
       open.size = policy.grow(open.size, rowBytes);
       const trigger = policy.check(open.size);

@@ -1,5 +1,5 @@
-import type { BatchMember, FeatureRow } from "../types.ts";
-import { joinSerializedRows, serializeBatch, serializeRow } from "./policy.ts";
+import type { BatchMember } from "../types.ts";
+import { joinSerializedRows } from "./policy.ts";
 
 /** One input file of a batch: its name and the positions, in the batch, of the events it holds. */
 export interface BatchFilePlan {
@@ -48,14 +48,9 @@ export function runSteps<T>(steps: Generator<void, T>): T {
   }
 }
 
-/** The JSON file of one planned file: the rows at its member positions. */
-export function serializeBatchFile(
-  rows: readonly FeatureRow[],
-  file: BatchFilePlan,
-  rowJson?: readonly string[],
-): Buffer {
-  if (rowJson !== undefined) return joinSerializedRows(file.memberIndexes.map((i) => rowJson[i] as string));
-  return serializeBatch(file.memberIndexes.map((i) => rows[i] as FeatureRow));
+/** The JSON file of one planned file: the rows (as serialised: SealedBatch.rowJson) at its member positions. */
+export function serializeBatchFile(rowJson: readonly string[], file: BatchFilePlan): Buffer {
+  return joinSerializedRows(file.memberIndexes.map((i) => rowJson[i] as string));
 }
 
 /**
@@ -63,10 +58,9 @@ export function serializeBatchFile(
  * file): a file of a million rows is written a slice at a time, the event loop getting turns in between.
  */
 export function* serializeBatchFileSlices(
-  rows: readonly FeatureRow[],
+  rowJson: readonly string[],
   file: BatchFilePlan,
   sliceRows: number,
-  rowJson?: readonly string[],
 ): Generator<Buffer> {
   const indexes = file.memberIndexes;
   if (indexes.length === 0) {
@@ -76,10 +70,7 @@ export function* serializeBatchFileSlices(
   for (let from = 0; from < indexes.length; from += sliceRows) {
     const to = Math.min(indexes.length, from + sliceRows);
     const parts: string[] = [];
-    for (let j = from; j < to; j++) {
-      const i = indexes[j] as number;
-      parts.push(rowJson?.[i] ?? serializeRow(rows[i] as FeatureRow));
-    }
+    for (let j = from; j < to; j++) parts.push(rowJson[indexes[j] as number] as string);
     yield Buffer.from(
       `${from === 0 ? "[" : ","}${parts.join(",")}${to === indexes.length ? "]" : ""}`,
       "utf8",

@@ -330,7 +330,7 @@ export function createBatchJobRunner(options: BatchJobOptions): BatchJobRunner {
       const bodies: Array<{ fileName: string; body: Buffer }> = [];
       for (const file of plan) {
         const pieces: Buffer[] = [];
-        for (const piece of serializeBatchFileSlices(sealed.rows, file, EVENTS_PER_TURN, sealed.rowJson)) {
+        for (const piece of serializeBatchFileSlices(sealed.rowJson, file, EVENTS_PER_TURN)) {
           pieces.push(piece);
           await nextTurn();
         }

@@ -187,11 +187,10 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     if (batch.members.every((m) => keep(m.source.partition))) return batch;
     const indexes = batch.members.flatMap((m, i) => (keep(m.source.partition) ? [i] : []));
     if (indexes.length === 0) return undefined;
-    const { rowJson } = batch;
     return {
       ...batch,
       rows: indexes.map((i) => batch.rows[i] as SealedBatch["rows"][number]),
-      ...(rowJson !== undefined ? { rowJson: indexes.map((i) => rowJson[i] as string) } : {}),
+      rowJson: indexes.map((i) => batch.rowJson[i] as string),
       members: indexes.map((i) => batch.members[i] as SealedBatch["members"][number]),
     };
   };

@@ -4,8 +4,10 @@ import {
   planBatchFiles,
   planBatchFilesStepwise,
   runSteps,
+  serializeBatch,
   serializeBatchFile,
   serializeBatchFileSlices,
+  serializeRow,
 } from "../../src/batcher/index.ts";
 import type { BatchMember, FeatureRow } from "../../src/types.ts";
 
@@ -44,34 +46,34 @@ describe("planBatchFiles", () => {
     }
   });
 
-  it("serializes a planned file from the batch's rows at its positions", () => {
+  it("serializes a planned file from the batch's rows (as serialised) at its positions", () => {
     const rows: FeatureRow[] = [
       { store_id: "A", features: [1] },
       { store_id: "A", features: [2] },
       { store_id: "B", features: [3] },
     ];
+    const json = rows.map(serializeRow);
     const [first, second] = planBatchFiles("b-5", members("A", "A", "B"));
-    expect(JSON.parse(serializeBatchFile(rows, first as BatchFilePlan).toString())).toEqual([
+    expect(JSON.parse(serializeBatchFile(json, first as BatchFilePlan).toString())).toEqual([
       rows[0],
       rows[2],
     ]);
-    expect(JSON.parse(serializeBatchFile(rows, second as BatchFilePlan).toString())).toEqual([rows[1]]);
+    expect(JSON.parse(serializeBatchFile(json, second as BatchFilePlan).toString())).toEqual([rows[1]]);
   });
 
-  it("writes the same bytes a slice at a time, from the rows or from their json, for any slice size", () => {
+  it("writes the same bytes as serializeBatch of the file's rows, whole or a slice at a time, for any slice size", () => {
     const stores = ["A", "B", "A", "C", "A", "B", "é", "A"];
     const rows: FeatureRow[] = stores.map((store_id, i) => ({ store_id, features: [i, i / 3, -0] }));
     const json = rows.map((r) => JSON.stringify({ store_id: r.store_id, features: r.features }));
     for (const file of planBatchFiles("b-6", members(...stores))) {
-      const whole = serializeBatchFile(rows, file);
-      expect(serializeBatchFile(rows, file, json)).toEqual(whole);
+      const whole = serializeBatch(file.memberIndexes.map((i) => rows[i] as FeatureRow));
+      expect(serializeBatchFile(json, file)).toEqual(whole);
       for (const slice of [1, 2, 3, 100]) {
-        expect(Buffer.concat([...serializeBatchFileSlices(rows, file, slice)])).toEqual(whole);
-        expect(Buffer.concat([...serializeBatchFileSlices(rows, file, slice, json)])).toEqual(whole);
+        expect(Buffer.concat([...serializeBatchFileSlices(json, file, slice)])).toEqual(whole);
       }
     }
     expect(
-      Buffer.concat([...serializeBatchFileSlices(rows, { fileName: "e", memberIndexes: [] }, 2)]).toString(),
+      Buffer.concat([...serializeBatchFileSlices(json, { fileName: "e", memberIndexes: [] }, 2)]).toString(),
     ).toBe("[]");
   });
 

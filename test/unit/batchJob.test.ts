@@ -11,6 +11,7 @@ import type { BatchStore, UploadedFolder } from "../../src/azure/blobStore.ts";
 import type { EndpointCallOptions, JobState, SubmitJobRequest } from "../../src/azure/endpointClient.ts";
 import { EndpointError } from "../../src/azure/errors.ts";
 import type { JobOutcome, JobPoller, WatchOptions } from "../../src/azure/jobPoller.ts";
+import { serializeRow } from "../../src/batcher/index.ts";
 import { packMembers, unpackMembers } from "../../src/batcher/members.ts";
 import {
   type BatchJobEvent,
@@ -47,6 +48,7 @@ function sealedBatch(storeIds: readonly string[] = STORES, batchId = B): SealedB
   return {
     batchId,
     rows,
+    rowJson: rows.map(serializeRow),
     members,
     trigger: "count",
     sizeBytes: 1234,

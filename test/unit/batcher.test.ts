@@ -5,6 +5,7 @@ import {
   createBatchPolicy,
   rowSizeBytes,
   serializeBatch,
+  serializeRow,
 } from "../../src/batcher/index.ts";
 import type { FeatureEvent, FeatureRow, SealedBatch } from "../../src/types.ts";
 
@@ -19,6 +20,7 @@ function event(storeId: string, partition = 0): FeatureEvent {
     source: { topic: "features", partition, offset: String(nextOffset++), timestampMs: 1_700_000_000_000 },
     row: r,
     sizeBytes: rowSizeBytes(r),
+    json: serializeRow(r),
   };
 }
 
