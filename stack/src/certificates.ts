@@ -123,47 +123,12 @@ export function issueClientCertificate(
 ): ClientCertificate {
   requireProgram("openssl", "version", OPENSSL_HINT);
   mkdirSync(dir, { recursive: true });
-  const ext = `${name}.ext`;
-  writeFileSync(
-    join(dir, ext),
-    "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-  );
-  openssl(
-    [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      `${name}.plain.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      `/CN=${name}`,
-    ],
-    dir,
-  );
-  openssl(
-    [
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      ca.caFile,
-      "-CAkey",
-      ca.caKeyFile,
-      "-set_serial",
-      `0x${randomBytes(8).toString("hex")}`,
-      "-out",
-      `${name}.pem`,
-      "-days",
-      "30",
-      "-extfile",
-      ext,
-    ],
-    dir,
-  );
+  signCertificate(dir, ca, {
+    name,
+    keyFile: `${name}.plain.key`,
+    subject: `/CN=${name}`,
+    extensions: ["keyUsage=critical,digitalSignature", "extendedKeyUsage=clientAuth"],
+  });
   const keyFile = join(dir, `${name}.key`);
   openssl(
     passphrase === undefined
@@ -215,19 +180,36 @@ export function ensureServerCertificates(dir: string): ServerCertificates {
 
 /**
  * Issues `<name>.key` and `<name>.pem` in `dir`, signed by the CA there (ca.pem, ca.key): a TLS server
- * certificate for localhost and 127.0.0.1, valid 30 days.
+ * certificate for localhost and 127.0.0.1.
  */
 function issueLocalhostCertificate(dir: string, name: string): void {
-  writeFileSync(
-    join(dir, `${name}.ext`),
-    [
-      "basicConstraints=critical,CA:FALSE",
-      "keyUsage=critical,digitalSignature,keyEncipherment",
-      "extendedKeyUsage=serverAuth",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "",
-    ].join("\n"),
+  signCertificate(
+    dir,
+    { caFile: join(dir, "ca.pem"), caKeyFile: join(dir, "ca.key") },
+    {
+      name,
+      keyFile: `${name}.key`,
+      subject: "/CN=localhost",
+      extensions: [
+        "keyUsage=critical,digitalSignature,keyEncipherment",
+        "extendedKeyUsage=serverAuth",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      ],
+    },
   );
+}
+
+/**
+ * A new RSA key (`keyFile`, unencrypted) and its certificate `<name>.pem` in `dir`, signed by `ca`, valid for
+ * 30 days, with `extensions` (an end-entity certificate: never a CA).
+ */
+function signCertificate(
+  dir: string,
+  ca: { caFile: string; caKeyFile: string },
+  cert: { name: string; keyFile: string; subject: string; extensions: readonly string[] },
+): void {
+  const ext = `${cert.name}.ext`;
+  writeFileSync(join(dir, ext), ["basicConstraints=critical,CA:FALSE", ...cert.extensions, ""].join("\n"));
   openssl(
     [
       "req",
@@ -235,11 +217,11 @@ function issueLocalhostCertificate(dir: string, name: string): void {
       "rsa:2048",
       "-nodes",
       "-keyout",
-      `${name}.key`,
+      cert.keyFile,
       "-out",
-      `${name}.csr`,
+      `${cert.name}.csr`,
       "-subj",
-      "/CN=localhost",
+      cert.subject,
     ],
     dir,
   );
@@ -248,19 +230,19 @@ function issueLocalhostCertificate(dir: string, name: string): void {
       "x509",
       "-req",
       "-in",
-      `${name}.csr`,
+      `${cert.name}.csr`,
       "-CA",
-      "ca.pem",
+      ca.caFile,
       "-CAkey",
-      "ca.key",
+      ca.caKeyFile,
       "-set_serial",
       `0x${randomBytes(8).toString("hex")}`,
       "-out",
-      `${name}.pem`,
+      `${cert.name}.pem`,
       "-days",
       "30",
       "-extfile",
-      `${name}.ext`,
+      ext,
     ],
     dir,
   );
