@@ -1,4 +1,19 @@
-/** What the schema registry client speaks, for unit tests with a fake registry: its errors and the wire format. */
+/**
+ * What the schema registry client speaks, for tests: its errors, the wire format, and the input events' Avro
+ * schema as producers register it.
+ */
+import type avro from "avsc";
+
+/** The guide's feature event as an Avro record: what upstream services register for the input topic. */
+export const FEATURE_EVENT_SCHEMA: Parameters<typeof avro.Type.forSchema>[0] = {
+  type: "record",
+  name: "FeatureEvent",
+  namespace: "com.retail.forecast",
+  fields: [
+    { name: "store_id", type: "string" },
+    { name: "features", type: { type: "array", items: "double" } },
+  ],
+};
 
 /** Shaped like the registry client's ResponseError (mappersmith's error middleware): a name and a status. */
 export class ResponseError extends Error {

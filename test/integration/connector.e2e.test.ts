@@ -2,18 +2,11 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { SchemaType } from "@kafkajs/confluent-schema-registry";
 import { afterEach, describe, expect, it } from "vitest";
 import { expectedPrediction, features, startHarness } from "../helpers/connectorHarness.ts";
+import { FEATURE_EVENT_SCHEMA } from "../helpers/registryWire.ts";
 
 type Harness = Awaited<ReturnType<typeof startHarness>>;
 
-const INPUT_AVRO_SCHEMA = JSON.stringify({
-  type: "record",
-  name: "StoreFeatures",
-  namespace: "com.retail.forecast",
-  fields: [
-    { name: "store_id", type: "string" },
-    { name: "features", type: { type: "array", items: "double" } },
-  ],
-});
+const INPUT_AVRO_SCHEMA = JSON.stringify(FEATURE_EVENT_SCHEMA);
 
 /** N valid events over several stores (so several partitions by key), as JSON. */
 function validEvents(count: number, offset = 0) {

@@ -7,6 +7,7 @@ import avro from "avsc";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { checkAvroBounds, compileAvroBounds } from "../../src/consumer/avroBounds.ts";
+import { FEATURE_EVENT_SCHEMA } from "../helpers/registryWire.ts";
 
 type AvroSchema = Parameters<typeof avro.Type.forSchema>[0];
 
@@ -17,15 +18,7 @@ function planOf(schema: AvroSchema | avro.Type) {
   return { type, plan };
 }
 
-const FEATURE_EVENT: AvroSchema = {
-  type: "record",
-  name: "FeatureEvent",
-  namespace: "com.retail.forecast",
-  fields: [
-    { name: "store_id", type: "string" },
-    { name: "features", type: { type: "array", items: "double" } },
-  ],
-};
+const FEATURE_EVENT: AvroSchema = FEATURE_EVENT_SCHEMA;
 
 /** Schemas of every kind: primitives, records, arrays, maps, unions, enums, fixed, logical types, recursion. */
 const SCHEMAS: Record<string, AvroSchema> = {

@@ -8,20 +8,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createEventDecoder, RegistryUnavailableError } from "../../src/consumer/decode.ts";
 import { createEventValidator, type InvalidReason, type Validation } from "../../src/consumer/validate.ts";
-import { ResponseError, wire } from "../helpers/registryWire.ts";
+import { FEATURE_EVENT_SCHEMA, ResponseError, wire } from "../helpers/registryWire.ts";
 
 const FEATURES = [1, 2.5, -3, 0, 4e-3, 5, 6, 7, 8, 9, 10, 11, 12.25];
 const SCHEMA_ID = 7;
 
-const FEATURE_EVENT = avro.Type.forSchema({
-  type: "record",
-  name: "FeatureEvent",
-  namespace: "com.retail.forecast",
-  fields: [
-    { name: "store_id", type: "string" },
-    { name: "features", type: { type: "array", items: "double" } },
-  ],
-});
+const FEATURE_EVENT = avro.Type.forSchema(FEATURE_EVENT_SCHEMA);
 
 function avroEvent(value: { store_id: string; features: number[] }, schemaId = SCHEMA_ID): Buffer {
   return wire(schemaId, FEATURE_EVENT.toBuffer(value));

@@ -27,7 +27,7 @@ import {
   type ParsePredictionsOptions,
   parsePredictions,
 } from "../../src/results/parsePredictions.ts";
-import { ResponseError, wire } from "../helpers/registryWire.ts";
+import { FEATURE_EVENT_SCHEMA, ResponseError, wire } from "../helpers/registryWire.ts";
 
 const SEED = 0x5eed_2024;
 /** Generous per-test timeout: the properties themselves aim at well under a second each. */
@@ -74,18 +74,7 @@ type AvroSchema = Parameters<typeof avro.Type.forSchema>[0];
 const FEATURE_EVENT_ID = 7;
 /** The schemas the fake registry knows, by id: the real event schema, variants of it, and wrong shapes. */
 const SCHEMAS: ReadonlyArray<readonly [number, AvroSchema]> = [
-  [
-    FEATURE_EVENT_ID,
-    {
-      type: "record",
-      name: "FeatureEvent",
-      namespace: "com.retail.forecast",
-      fields: [
-        { name: "store_id", type: "string" },
-        { name: "features", type: { type: "array", items: "double" } },
-      ],
-    },
-  ],
+  [FEATURE_EVENT_ID, FEATURE_EVENT_SCHEMA],
   [
     8,
     {
