@@ -6,12 +6,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
-import { BlobServiceClient } from "@azure/storage-blob";
 import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
 import type { Kafka } from "kafkajs";
 import { inject } from "vitest";
 import { createEmulator, type Emulator, type EmulatorFaults } from "../../emulator/index.ts";
 import { localConnectorEnv } from "../../stack/src/connectorEnv.ts";
+import { createRunContainers } from "../helpers/blobs.ts";
 import { CLI, cliEnv } from "../helpers/cli.ts";
 import { expectedPrediction, features } from "../helpers/connectorHarness.ts";
 import { createTopics, testKafka, uniqueName } from "../helpers/kafka.ts";
@@ -119,11 +119,7 @@ export async function createWorld(options: WorldOptions) {
   const topics = { input: `${id}-in`, results: `${id}-out`, deadLetter: `${id}-dlq`, ledger: `${id}-ledger` };
   await createTopics(kafka, [topics.input], partitions);
   await createTopics(kafka, [topics.results, topics.deadLetter], 2);
-  const blobs = BlobServiceClient.fromConnectionString(stack.blobConnectionString);
-  const inputContainer = `${id}-in`.slice(0, 63);
-  const outputContainer = `${id}-out`.slice(0, 63);
-  await blobs.getContainerClient(inputContainer).create();
-  await blobs.getContainerClient(outputContainer).create();
+  const { inputContainer, outputContainer } = await createRunContainers(id);
 
   const emulatorOptions = {
     blobConnectionString: stack.blobConnectionString,

@@ -11,7 +11,6 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BlobServiceClient } from "@azure/storage-blob";
 import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
 import type { IHeaders, Kafka } from "kafkajs";
 import { pino } from "pino";
@@ -24,6 +23,7 @@ import { type Connector, startConnector } from "../../src/connector.ts";
 import { localConnectorEnv } from "../../stack/src/connectorEnv.ts";
 import { createServiceAccountTokenIssuer } from "../../stack/src/kubernetesIssuer.ts";
 import { startTokenService, type TokenService } from "../../stack/src/tokenService.ts";
+import { createRunContainers } from "./blobs.ts";
 import { createTopics, testKafka, uniqueName } from "./kafka.ts";
 
 export interface HarnessOptions {
@@ -169,11 +169,7 @@ export async function startHarness(options: HarnessOptions = {}) {
   await createTopics(kafka, [topics.input], options.partitions ?? 3);
   await createTopics(kafka, [topics.results, topics.deadLetter], 2);
 
-  const blobs = BlobServiceClient.fromConnectionString(stack.blobConnectionString);
-  const inputContainer = `${id}-in`.slice(0, 63);
-  const outputContainer = `${id}-out`.slice(0, 63);
-  await blobs.getContainerClient(inputContainer).create();
-  await blobs.getContainerClient(outputContainer).create();
+  const { blobs, inputContainer, outputContainer } = await createRunContainers(id);
 
   const credentialKind = options.credential ?? "client-secret";
   const storage = options.storage ?? (stack.blobOAuth ? "identity" : "connection-string");

@@ -1,8 +1,3 @@
-/**
- * The job ledger topic is checked at start (compacted, the input's partition count) and created so when asked;
- * and a dead letter always fits its topic, however small that topic's max.message.bytes.
- */
-import { BlobServiceClient } from "@azure/storage-blob";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { describe, expect, inject, it } from "vitest";
@@ -10,15 +5,14 @@ import { createEmulator } from "../../emulator/index.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { type Connector, StartupError, startConnector } from "../../src/connector.ts";
 import { localConnectorEnv } from "../../stack/src/connectorEnv.ts";
+import { createRunContainers } from "../helpers/blobs.ts";
 import { testKafka, uniqueName } from "../helpers/kafka.ts";
 
 async function world(prefix: string) {
   const stack = inject("stack");
   const id = uniqueName(prefix);
   const kafka = testKafka();
-  const blobs = BlobServiceClient.fromConnectionString(stack.blobConnectionString);
-  await blobs.getContainerClient(`${id}-in`).create();
-  await blobs.getContainerClient(`${id}-out`).create();
+  await createRunContainers(id);
   const emulator = await createEmulator({
     blobConnectionString: stack.blobConnectionString,
     outputContainer: `${id}-out`,

@@ -1,22 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { BlobServiceClient } from "@azure/storage-blob";
 import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
 import { describe, expect, inject, it } from "vitest";
 import { createEmulator } from "../../emulator/index.ts";
+import { createRunContainers } from "../helpers/blobs.ts";
+import { CLI, cliEnv } from "../helpers/cli.ts";
 import { expectedPrediction, features } from "../helpers/connectorHarness.ts";
 import { createTopics, testKafka, uniqueName } from "../helpers/kafka.ts";
 
-const CLI = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
-
 function startCli(env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, [CLI, "run"], {
-    // NODE_EXTRA_CA_CERTS: the local stack's Azurite serves HTTPS with the tests' CA (globalSetup.ts).
-    env: {
-      PATH: process.env.PATH ?? "",
-      ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
-      ...env,
-    },
+    env: cliEnv(env),
     stdio: "ignore",
   });
 }
@@ -37,9 +30,7 @@ describe("a crash at any moment loses nothing and doubles nothing", () => {
     const topics = { input: `${id}-in`, results: `${id}-out`, dlq: `${id}-dlq` };
     await createTopics(kafka, [topics.input], 3);
     await createTopics(kafka, [topics.results, topics.dlq]);
-    const blobs = BlobServiceClient.fromConnectionString(stack.blobConnectionString);
-    await blobs.getContainerClient(`${id}-in`).create();
-    await blobs.getContainerClient(`${id}-out`).create();
+    await createRunContainers(id);
     const emulator = await createEmulator({
       blobConnectionString: stack.blobConnectionString,
       outputContainer: `${id}-out`,

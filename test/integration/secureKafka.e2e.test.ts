@@ -9,7 +9,6 @@ import "../../src/kafka/abortedTransactionsOrder.ts"; // before kafkajs: its rea
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BlobServiceClient } from "@azure/storage-blob";
 import { SchemaRegistry } from "@kafkajs/confluent-schema-registry";
 import { Kafka, type KafkaConfig, logLevel } from "kafkajs";
 import { pino } from "pino";
@@ -24,6 +23,7 @@ import { localConnectorEnv } from "../../stack/src/connectorEnv.ts";
 import { type KafkaService, type SecureListener, startKafka } from "../../stack/src/kafka.ts";
 import { stackDir } from "../../stack/src/paths.ts";
 import { freePort, killProcessGroupNow, stopProcessGroup } from "../../stack/src/processes.ts";
+import { createRunContainers } from "../helpers/blobs.ts";
 import { expectedPrediction, features } from "../helpers/connectorHarness.ts";
 import { uniqueName } from "../helpers/kafka.ts";
 
@@ -144,9 +144,7 @@ async function world(prefix: string): Promise<World> {
   } finally {
     await admin.disconnect();
   }
-  const blobs = BlobServiceClient.fromConnectionString(stack.blobConnectionString);
-  await blobs.getContainerClient(`${id}-in`).create();
-  await blobs.getContainerClient(`${id}-out`).create();
+  await createRunContainers(id);
   const emulator = await createEmulator({
     blobConnectionString: stack.blobConnectionString,
     outputContainer: `${id}-out`,
